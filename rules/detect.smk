@@ -1,0 +1,25 @@
+def detect_inputs(wildcards):
+    """What a detector reads, from its registry entry: a score file and/or the model and training set."""
+    det = get_detector(wildcards.detector, detector_params(wildcards.detector))
+    run = RUN.format(**wildcards)
+    inputs = {}
+    if det.probe:
+        inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
+    if det.needs_model:
+        inputs["model"] = f"{run}/model.pt"
+        inputs["poisoned"] = f"{run}/poisoned.pt"
+    return inputs
+
+
+# Never reads truth.json.
+rule detect:
+    input:
+        unpack(detect_inputs),
+    output:
+        flagged=RUN + "/flagged/{detector}.npy",
+    params:
+        settings=lambda w: detector_params(w.detector),
+    log:
+        RUN + "/logs/detect/{detector}.log",
+    script:
+        "../workflow_scripts/detect.py"

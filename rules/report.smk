@@ -1,0 +1,55 @@
+rule make_tables:
+    input:
+        detection=run_paths("metrics/detection/{detector}.json", detector=config["detectors"]),
+        unlearned=run_paths("metrics/unlearning/{detector}/{unlearner}.json", detector=config["detectors"], unlearner=trained_unlearners()),
+        poisoned=run_paths("metrics/poisoned.json") if "none" in config["unlearners"] else [],
+    output:
+        detection=report("results/tables/detection.csv", category="Tables"),
+        unlearning=report("results/tables/unlearning.csv", category="Tables"),
+        summary=report("results/tables/summary.csv", category="Tables"),
+        markdown="results/tables/summary.md",
+    params:
+        detectors=config["detectors"],
+    log:
+        "results/logs/make_tables.log",
+    script:
+        "../workflow_scripts/make_tables.py"
+
+
+def figure_targets():
+    """One influence-collapse and one PSR-vs-accuracy figure per (dataset, attack)."""
+    targets = []
+    for d in config["datasets"]:
+        for a in config["attacks"]:
+            if "delta_influence" in config["detectors"]:
+                targets.append(f"results/figures/{d}_{a}_influence_collapse.png")
+            if "eu" in config["unlearners"]:
+                targets.append(f"results/figures/{d}_{a}_psr_vs_accuracy_eu.png")
+    return targets
+
+
+rule plot_influence_collapse:
+    input:
+        scores=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/scores/both.pt",
+        truth=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/truth.json",
+    output:
+        figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", category="Figures"),
+    params:
+        tau=detector_params("delta_influence").get("tau", 0.0),
+        k=detector_params("delta_influence").get("k", 1),
+        seed=config["seeds"][0],
+    log:
+        "results/logs/figures/{dataset}_{attack}_influence_collapse.log",
+    script:
+        "../workflow_scripts/plot_influence_collapse.py"
+
+
+rule plot_psr_vs_accuracy:
+    input:
+        unlearning=rules.make_tables.output.unlearning,
+    output:
+        figure=report("results/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.png", category="Figures"),
+    log:
+        "results/logs/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.log",
+    script:
+        "../workflow_scripts/plot_psr_vs_accuracy.py"

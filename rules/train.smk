@@ -1,0 +1,41 @@
+rule train_model:
+    input:
+        clean=rules.prepare_dataset.output.clean,
+        poisoned=rules.poison_dataset.output.poisoned,
+    output:
+        model=RUN + "/model.pt",
+    params:
+        model=lambda w: ds(w)["model"],
+        recipe=lambda w: ds(w)["train"],
+        seed=lambda w: int(w.seed),
+        device=config.get("device", "auto"),
+    threads: res("train_model", "threads")
+    resources:
+        gpu=res("train_model", "gpu"),
+        mem_mb=res("train_model", "mem_mb"),
+        runtime=res("train_model", "runtime"),
+    log:
+        RUN + "/logs/train_model.log",
+    benchmark:
+        RUN + "/benchmarks/train_model.tsv"
+    script:
+        "../workflow_scripts/train_model.py"
+
+
+# The scenario's oracle: hand the defender affected test points (reads truth.json; writes no poison index).
+rule select_queries:
+    input:
+        clean=rules.prepare_dataset.output.clean,
+        truth=rules.poison_dataset.output.truth,
+        model=rules.train_model.output.model,
+    output:
+        queries=RUN + "/queries.pt",
+    params:
+        attack=lambda w: attack_params(w),
+        n_queries=config["queries"]["count"],
+        seed=lambda w: int(w.seed),
+        device=config.get("device", "auto"),
+    log:
+        RUN + "/logs/select_queries.log",
+    script:
+        "../workflow_scripts/select_queries.py"

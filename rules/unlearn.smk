@@ -1,0 +1,24 @@
+# Never reads truth.json. The `none` unlearner has no job: it is the poisoned model itself.
+rule unlearn:
+    input:
+        model=rules.train_model.output.model,
+        poisoned=rules.poison_dataset.output.poisoned,
+        flagged=rules.detect.output.flagged,
+    output:
+        model=RUN + "/unlearned/{detector}/{unlearner}.pt",
+    params:
+        settings=lambda w: unlearner_params(w.unlearner),
+        recipe=lambda w: ds(w)["train"],
+        seed=lambda w: int(w.seed),
+        device=config.get("device", "auto"),
+    threads: res("unlearn", "threads")
+    resources:
+        gpu=res("unlearn", "gpu"),
+        mem_mb=res("unlearn", "mem_mb"),
+        runtime=res("unlearn", "runtime"),
+    log:
+        RUN + "/logs/unlearn/{detector}/{unlearner}.log",
+    benchmark:
+        RUN + "/benchmarks/unlearn/{detector}/{unlearner}.tsv"
+    script:
+        "../workflow_scripts/unlearn.py"

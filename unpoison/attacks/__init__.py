@@ -1,0 +1,11 @@
+"""Poisoning attacks (a registry). Each attack module defines an :class:`Attack` and registers it.
+
+An attack turns clean training data into poisoned training data plus the ground truth (kept apart in
+``truth.json``, read only by evaluation and by the scenario's query selection), and says which test
+inputs it affects (for the poison success rate and for choosing the defender's query).
+"""
+
+from unpoison.attacks.base import ATTACKS, Attack, PoisonResult, get_attack, register_attack
+from unpoison.attacks import badnet  # noqa: F401  (registers "badnet")
+
+__all__ = ["ATTACKS", "Attack", "PoisonResult", "get_attack", "register_attack"]

@@ -1,0 +1,68 @@
+"""The attack interface and registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from unpoison.data import ImageData
+
+
+@dataclass
+class PoisonResult:
+    """Poisoned training set (same length and order as the clean one) and the attack's ground truth."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    truth: dict[str, Any]
+
+
+class Attack(ABC):
+    """One poisoning attack. ``params`` come from the config; randomness only from ``seed``."""
+
+    name: str = ""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    @abstractmethod
+    def poison(self, data: ImageData, seed: int) -> PoisonResult:
+        """Poison ``data``'s training set; victim/target classes and poison indices are drawn from ``seed``."""
+
+    @abstractmethod
+    def affected_test(self, data: ImageData, truth: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Test inputs the attack targets: (images uint8, their true labels, the attacker's target labels)."""
+
+    def check(self, class_counts: np.ndarray | None) -> None:
+        """Validate parameters against the dataset before any job runs (raise ValueError with the fix)."""
+
+
+ATTACKS: dict[str, type[Attack]] = {}
+
+
+def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
+    """Class decorator adding an :class:`Attack` subclass to :data:`ATTACKS` under ``name``."""
+
+    def deco(cls: type[Attack]) -> type[Attack]:
+        cls.name = name
+        ATTACKS[name] = cls
+        return cls
+
+    return deco
+
+
+def get_attack(name: str, params: dict[str, Any] | None = None) -> Attack:
+    """Instantiate a registered attack with its config parameters."""
+    if name not in ATTACKS:
+        raise ValueError(f"attack {name!r} is unknown; choose one of {sorted(ATTACKS)}")
+    return ATTACKS[name](**(params or {}))
+
+
+def draw_victim_target(num_classes: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Two distinct classes: the victim (whose images are poisoned) and the attacker's target."""
+    victim, target = rng.choice(num_classes, size=2, replace=False)
+    return int(victim), int(target)

@@ -1,0 +1,12 @@
+"""Poison detectors (a registry). A detector maps the defender's inputs to flagged training indices.
+
+Detectors NEVER see the ground truth. Each declares what it reads (``probe``: which influence-score
+file; ``needs_model``: the trained model and training set), so the workflow wires its inputs from the
+registry and adding a detector needs no edit to the rules: write a module with a :class:`Detector`
+subclass decorated by :func:`register_detector`, and import it below.
+"""
+
+from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_detector, register_detector
+from unpoison.detectors import delta_influence, ekfac  # noqa: F401  (register)
+
+__all__ = ["DETECTORS", "Detector", "DetectorInputs", "get_detector", "register_detector"]

@@ -1,0 +1,62 @@
+"""Δ-Influence (Li et al. 2024) and its label-only / image-only ablations.
+
+Δ(i, j) = score(train_i, g_j(z_te)) − score(train_i, z_te). Flag train_i when its influence collapses
+under nearly all transforms: #{j : Δ(i, j) < τ} ≥ n_b − k. With several affected test points, flag the
+intersection of the per-point sets. Paper defaults: τ = 0, k = 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unpoison.detectors.base import Detector, DetectorInputs, intersect_over_points, register_detector, select_points
+
+
+def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
+    """Boolean (q, N): the Δ-Influence rule per test point, from scores of shape (q, 1 + n_b, N)."""
+    n_b = scores.shape[1] - 1
+    delta = scores[:, 1:, :] - scores[:, :1, :]
+    collapsed = (delta < tau).sum(dim=1)
+    return collapsed >= (n_b - k)
+
+
+class _DeltaRule(Detector):
+    """Shared implementation; subclasses pick the probe."""
+
+    def __init__(self, tau: float = 0.0, k: int = 1, n_points: int | None = None) -> None:
+        super().__init__(tau=tau, k=k, n_points=n_points)
+
+    def check(self, n_b: int) -> None:
+        k = self.params["k"]
+        if not 0 <= k < n_b:
+            raise ValueError(
+                f"detector_settings.{self.name}.k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b}); "
+                "the rule flags points whose influence drops under at least n_b − k transforms"
+            )
+
+    def detect(self, inputs: DetectorInputs) -> np.ndarray:
+        scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
+        self.check(scores.shape[1] - 1)
+        return intersect_over_points(delta_flags(scores, self.params["tau"], self.params["k"]))
+
+
+@register_detector("delta_influence")
+class DeltaInfluence(_DeltaRule):
+    """Δ-Influence: random label AND random augmentation per transform."""
+
+    probe = "both"
+
+
+@register_detector("label_only")
+class LabelOnly(_DeltaRule):
+    """Ablation (paper Table 2): same image, random labels."""
+
+    probe = "label"
+
+
+@register_detector("image_only")
+class ImageOnly(_DeltaRule):
+    """Ablation (paper Table 2): augmented image, the query's label."""
+
+    probe = "image"

@@ -1,0 +1,96 @@
+"""Atomic, safe reading and writing of artifacts (tensors, checkpoints, JSON, numpy arrays).
+
+Every writer goes through a temporary file in the destination directory followed by ``os.replace``, so a
+crash never leaves a half-written artifact behind. Tensors and checkpoints are loaded with
+``weights_only=True``: no arbitrary object is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Save plain tensors / state dicts / containers of them atomically with ``torch.save``."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike[str]) -> Any:
+    """Load an artifact written by :func:`save_torch` on CPU, refusing arbitrary pickled objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_json(obj: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``obj`` as indented JSON atomically (numpy/torch scalars and arrays are converted)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def load_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file."""
+    return json.loads(Path(path).read_text())
+
+
+def save_npy(array: np.ndarray, path: str | os.PathLike[str]) -> None:
+    """Save a numpy array atomically (``np.save`` would append ``.npy`` to a temporary name)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
+    """Load a numpy array saved by :func:`save_npy` (no pickles)."""
+    return np.load(path, allow_pickle=False)
+
+
+def meta_path(path: str | os.PathLike[str]) -> Path:
+    """Where the JSON of arguments that produced ``path`` lives: ``<path>.meta.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".meta.json")
+
+
+def save_meta(path: str | os.PathLike[str], **arguments: Any) -> None:
+    """Write the arguments that produced the artifact at ``path`` next to it."""
+    save_json(arguments, meta_path(path))

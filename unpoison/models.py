@@ -1,0 +1,209 @@
+"""Model registry. Every model takes images in [0, 1] and normalises them itself (first layer).
+
+Keeping normalisation inside the model means augmentations, triggers and influence probes all act on
+[0, 1] images, as the Δ-Influence spec requires (the reference code transformed normalised tensors: a bug).
+Only Conv2d and Linear layers carry parameters that kronfluence tracks; BatchNorm is fine in eval mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+ModelFactory = Callable[..., nn.Module]
+MODELS: dict[str, ModelFactory] = {}
+
+# Per-channel statistics used by the models' normalisation layer.
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding ``factory(num_classes, in_channels, **options) -> nn.Module`` to :data:`MODELS`."""
+
+    def deco(fn: ModelFactory) -> ModelFactory:
+        MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, with the statistics as buffers (saved in the state dict)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """``normalize`` → ``body`` (features) → ``head`` (Linear). ``features(x)`` gives penultimate activations."""
+
+    def __init__(self, normalize: Normalize, body: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.body = body
+        self.head = head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _stats(in_channels: int, mean: Sequence[float] | None, std: Sequence[float] | None, default: tuple):
+    if mean is not None and std is not None:
+        return list(mean), list(std)
+    if in_channels == 3:
+        return list(default[0]), list(default[1])
+    return [0.5] * in_channels, [0.25] * in_channels
+
+
+def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+@register_model("digits_cnn")
+def digits_cnn(num_classes: int, in_channels: int = 1, width: int = 32, mean=None, std=None, **_: Any) -> nn.Module:
+    """A small CNN for 8×8 images: conv(w)→conv(2w)→pool→conv(4w)→pool→GAP→Linear (~0.1M params at w=32)."""
+    mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
+    body = nn.Sequential(
+        _conv_bn(in_channels, width),
+        _conv_bn(width, 2 * width),
+        nn.MaxPool2d(2),
+        _conv_bn(2 * width, 4 * width),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+    return Classifier(Normalize(mean, std), body, nn.Linear(4 * width, num_classes))
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.block = nn.Sequential(_conv_bn(width, width), _conv_bn(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+@register_model("resnet9")
+def resnet9(num_classes: int, in_channels: int = 3, width: int = 64, mean=None, std=None, **_: Any) -> nn.Module:
+    """The compact residual network of the DAWNBench/airbench lineage (Page 2018), width ``w``:
+    prep conv(w) → conv(2w)+pool+res → conv(4w)+pool → conv(8w)+pool+res → GAP → Linear.
+
+    At w=64 this is the 6.5M-parameter ResNet-9; small widths make CPU-scale CIFAR runs feasible.
+    """
+    mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
+    w = width
+    body = nn.Sequential(
+        _conv_bn(in_channels, w),
+        _conv_bn(w, 2 * w),
+        nn.MaxPool2d(2),
+        _Residual(2 * w),
+        _conv_bn(2 * w, 4 * w),
+        nn.MaxPool2d(2),
+        _conv_bn(4 * w, 8 * w),
+        nn.MaxPool2d(2),
+        _Residual(8 * w),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
+    )
+    return Classifier(Normalize(mean, std), body, nn.Linear(8 * w, num_classes))
+
+
+def _torchvision_resnet18_body(in_channels: int, width: int, cifar_stem: bool) -> nn.Module:
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=1000, width_per_group=64)
+    if width != 64:  # scale every stage; torchvision's width_per_group only scales bottlenecks
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        class _Wide(ResNet):
+            def __init__(self) -> None:
+                nn.Module.__init__(self)
+                self.inplanes = width
+                self.dilation = 1
+                self.groups, self.base_width = 1, 64
+                self._norm_layer = nn.BatchNorm2d
+                self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+                self.bn1 = nn.BatchNorm2d(width)
+                self.relu = nn.ReLU(inplace=True)
+                self.maxpool = nn.MaxPool2d(3, 2, 1)
+                self.layer1 = self._make_layer(BasicBlock, width, 2)
+                self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
+                self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
+                self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
+                self.avgpool = nn.AdaptiveAvgPool2d(1)
+                self.fc = nn.Linear(8 * width, 1000)
+
+        net = _Wide()
+    if cifar_stem:  # 3×3 stride-1 stem, no max-pool (He et al. 2016 §4.2 CIFAR variant)
+        net.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+    net.fc = nn.Identity()
+    return nn.Sequential(net, nn.Flatten())
+
+
+@register_model("resnet18_cifar")
+def resnet18_cifar(num_classes: int, in_channels: int = 3, width: int = 64, mean=None, std=None, **_: Any) -> nn.Module:
+    """torchvision ResNet-18 with the CIFAR stem (3×3 conv stride 1, no max-pool), as in the paper."""
+    mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
+    body = _torchvision_resnet18_body(in_channels, width, cifar_stem=True)
+    return Classifier(Normalize(mean, std), body, nn.Linear(8 * width, num_classes))
+
+
+@register_model("resnet18")
+def resnet18_imagenet_stem(
+    num_classes: int, in_channels: int = 3, width: int = 64, mean=None, std=None, **_: Any
+) -> nn.Module:
+    """torchvision ResNet-18 with the ImageNet stem (7×7 stride 2 + max-pool), used for Imagenette."""
+    mean, std = _stats(in_channels, mean, std, (IMAGENET_MEAN, IMAGENET_STD))
+    body = _torchvision_resnet18_body(in_channels, width, cifar_stem=False)
+    return Classifier(Normalize(mean, std), body, nn.Linear(8 * width, num_classes))
+
+
+def build_model(name: str, num_classes: int, in_channels: int, options: dict[str, Any] | None = None) -> nn.Module:
+    """Instantiate a registered model. ``options`` are the model's keyword settings from the config."""
+    if name not in MODELS:
+        raise ValueError(f"model {name!r} is unknown; choose one of {sorted(MODELS)}")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **(options or {}))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path: str, model: nn.Module, spec: dict[str, Any]) -> None:
+    """Save a plain state dict plus the spec that rebuilds the architecture (no pickled objects).
+
+    ``spec`` = {"name", "num_classes", "in_channels", "options"}.
+    """
+    from unpoison.io import save_torch
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch({"spec": spec, "state_dict": state}, path)
+
+
+def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_checkpoint` (loaded with ``weights_only=True``), in eval mode."""
+    from unpoison.io import load_torch
+
+    ckpt = load_torch(path)
+    spec = ckpt["spec"]
+    model = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec.get("options"))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), spec

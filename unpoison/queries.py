@@ -1,0 +1,51 @@
+"""Choose the defender's query: affected test points that the poisoned model gets wrong.
+
+This is the scenario's oracle step (the defender is handed one or a few affected test points), so it
+reads the attack's ground truth; what it writes holds only the images, the model's predicted labels and
+their test indices, never poison indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unpoison.attacks import Attack
+from unpoison.data import ImageData
+from unpoison.training import predict
+
+
+class NoAffectedPointError(RuntimeError):
+    """The attack did not succeed on enough test points to pick the requested queries."""
+
+
+def select_queries(
+    model: nn.Module,
+    data: ImageData,
+    attack: Attack,
+    truth: dict[str, Any],
+    count: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Pick ``count`` affected test inputs the model classifies as the attacker's target, by ``seed``.
+
+    Returns:
+        {"x": uint8 images, "labels": the model's predictions (= target), "test_index": positions among
+        the attack's affected test inputs}.
+    """
+    x_aff, _, target = attack.affected_test(data, truth)
+    pred = predict(model, x_aff, device)
+    hit = np.flatnonzero((pred == target).numpy())
+    if len(hit) < count:
+        raise NoAffectedPointError(
+            f"only {len(hit)} affected test points are classified as the target (queries.count = {count}): "
+            "the attack did not take; raise the poison count or training epochs, or lower queries.count"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(hit, size=count, replace=False))
+    idx = torch.from_numpy(chosen)
+    return {"x": x_aff[idx].clone(), "labels": pred[idx].clone(), "test_index": idx}

@@ -1,0 +1,1 @@
+"""Tables (tidy CSV) and figures regenerated from the per-run metric JSON files."""

@@ -1,0 +1,72 @@
+"""Figures: influence collapse (paper Figure 2) and PSR vs clean accuracy after EU (paper Figure 3)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
+    """Δ(i, j) per transform for poisons vs clean training points (first test point), and how many
+    transforms collapse each point's influence, with the decision threshold n_b − k."""
+    payload = load_torch(scores)
+    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
+    delta = (s[1:] - s[:1]).numpy()  # n_b × N
+    n_b = delta.shape[0]
+    poison = np.zeros(delta.shape[1], dtype=bool)
+    poison[load_json(truth)["poison_indices"]] = True
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    xs = np.arange(1, n_b + 1)
+    for mask, colour, label in ((~poison, "tab:gray", "clean"), (poison, "tab:red", "poison")):
+        d = delta[:, mask]
+        ax1.plot(xs, np.median(d, axis=1), color=colour, label=f"{label} (median, n={mask.sum()})")
+        ax1.fill_between(xs, np.quantile(d, 0.1, axis=1), np.quantile(d, 0.9, axis=1), color=colour, alpha=0.25)
+    ax1.axhline(tau, color="k", lw=0.8, ls="--")
+    ax1.set(xlabel="transform j", ylabel="Δ(i, j) = score(g_j(z)) − score(z)", title="influence change per transform (10–90 %)")
+    ax1.legend(fontsize=8)
+    counts = (delta < tau).sum(axis=0)
+    bins = np.arange(n_b + 2) - 0.5
+    ax2.hist(counts[~poison], bins=bins, color="tab:gray", alpha=0.7, label="clean", log=True)
+    ax2.hist(counts[poison], bins=bins, color="tab:red", alpha=0.7, label="poison", log=True)
+    ax2.axvline(n_b - k - 0.5, color="k", ls="--", lw=1, label=f"flag ≥ n_b − k = {n_b - k}")
+    ax2.set(xlabel=f"#transforms with Δ < τ = {tau:g}", ylabel="training points", title="collapse count")
+    ax2.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, out)
+
+
+def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "eu", title: str = "") -> None:
+    """PSR against clean accuracy after ``unlearner`` per detector (mean ± std over seeds); the poisoned
+    model is the 'none' point."""
+    df = unlearning[unlearning.unlearner.isin([unlearner, "none"])]
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    base = df[df.unlearner == "none"].drop_duplicates(["dataset", "attack", "seed"])
+    if len(base):
+        ax.errorbar(100 * base.clean_acc.mean(), 100 * base.psr.mean(), xerr=100 * base.clean_acc.std(ddof=0),
+                    yerr=100 * base.psr.std(ddof=0), fmt="X", color="k", ms=9, label="poisoned model")
+    for det, g in df[df.unlearner == unlearner].groupby("detector"):
+        ax.errorbar(100 * g.clean_acc.mean(), 100 * g.psr.mean(), xerr=100 * g.clean_acc.std(ddof=0),
+                    yerr=100 * g.psr.std(ddof=0), fmt="o", capsize=3, label=det)
+    ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=title or f"after {unlearner}")
+    ax.set_ylim(-5, 105)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def torch_threads_quiet() -> None:
+    """Plotting needs one thread only."""
+    torch.set_num_threads(1)

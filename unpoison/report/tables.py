@@ -1,0 +1,70 @@
+"""Tidy result tables: one row per run × metric set, plus a mean ± std summary over seeds."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+
+from unpoison.io import atomic_path, load_json
+
+DETECTION_COLUMNS = ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr", "precision"]
+UNLEARNING_COLUMNS = ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds"]
+RUN_KEYS = ["dataset", "attack", "seed"]
+
+
+def detection_table(files: Iterable[str]) -> pd.DataFrame:
+    """Rows of detection metrics from ``metrics/detection/{detector}.json`` files."""
+    rows = [load_json(f) for f in files]
+    df = pd.DataFrame(rows, columns=DETECTION_COLUMNS)
+    return df.sort_values(["dataset", "attack", "detector", "seed"]).reset_index(drop=True)
+
+
+def unlearning_table(unlearned_files: Iterable[str], poisoned_files: Iterable[str], detectors: list[str]) -> pd.DataFrame:
+    """Rows of model metrics after unlearning; the poisoned model appears as unlearner ``none`` once per detector."""
+    rows = [load_json(f) for f in unlearned_files]
+    for f in poisoned_files:
+        base = load_json(f)
+        rows += [{**base, "detector": d, "unlearner": "none", "seconds": 0.0} for d in detectors]
+    df = pd.DataFrame(rows, columns=UNLEARNING_COLUMNS)
+    return df.sort_values(["dataset", "attack", "detector", "unlearner", "seed"]).reset_index(drop=True)
+
+
+def summary_table(detection: pd.DataFrame, unlearning: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (dataset, attack, detector, unlearner)."""
+    merged = unlearning.merge(detection, on=RUN_KEYS + ["detector"], how="left")
+    keys = ["dataset", "attack", "detector", "unlearner"]
+    metrics = ["n_flagged", "tpr", "precision", "clean_acc", "psr", "seconds"]
+    grouped = merged.groupby(keys, sort=True)[metrics]
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
+    out.insert(0, "n_seeds", grouped.size())
+    ordered = ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    return out[ordered].reset_index()
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The summary as a Markdown table with percentages as mean ± std (for the README and the report)."""
+    lines = [
+        "| dataset | attack | detector | unlearner | flagged | TPR % | precision % | clean acc % | PSR % | seconds |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary.itertuples(index=False):
+        def pct(m: str) -> str:
+            return f"{100 * getattr(r, m + '_mean'):.1f} ± {100 * getattr(r, m + '_std'):.1f}"
+
+        lines.append(
+            f"| {r.dataset} | {r.attack} | {r.detector} | {r.unlearner} | {r.n_flagged_mean:.0f} | {pct('tpr')} | "
+            f"{pct('precision')} | {pct('clean_acc')} | {pct('psr')} | {r.seconds_mean:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(df: pd.DataFrame, path: str) -> None:
+    """Write a table atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_text(text: str, path: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,47 @@
+"""Stages: detect (never reads ground truth); unlearn the flagged points."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from unpoison.detectors import DetectorInputs, get_detector
+from unpoison.device import resolve_device
+from unpoison.io import load_npy, load_torch, save_meta, save_npy
+from unpoison.models import load_checkpoint, save_checkpoint
+from unpoison.stages.data import load_poisoned
+from unpoison.training import TrainRecipe
+from unpoison.unlearners import UnlearnInputs, get_unlearner
+
+
+def detect(
+    detector: str, params: dict[str, Any], out: str, scores: dict[str, str] | None = None,
+    model: str | None = None, poisoned: str | None = None,
+) -> None:
+    """Run one detector and save the flagged training indices (sorted int64 ``.npy``)."""
+    inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()})
+    if model:
+        inputs.model, _ = load_checkpoint(model)
+    if poisoned:
+        inputs.x_train, inputs.y_train = load_poisoned(poisoned)
+    flagged = get_detector(detector, params).detect(inputs)
+    save_npy(flagged, out)
+    save_meta(out, detector=detector, params=params, n_flagged=len(flagged))
+
+
+def unlearn(
+    unlearner: str, params: dict[str, Any], model: str, poisoned: str, flagged: str,
+    recipe: dict[str, Any], seed: int, device: str, out: str, log=None,
+) -> None:
+    """Unlearn the flagged points from ``model``; the meta file records the wall-clock seconds."""
+    net, spec = load_checkpoint(model)
+    x, y = load_poisoned(poisoned)
+    forget = load_npy(flagged)
+    method = get_unlearner(unlearner, params)
+    start = time.perf_counter()
+    result = method.unlearn(
+        UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, resolve_device(device), log)
+    )
+    seconds = time.perf_counter() - start
+    save_checkpoint(out, result, spec)
+    save_meta(out, unlearner=unlearner, params=params, seconds=seconds, n_forget=len(forget), seed=seed)

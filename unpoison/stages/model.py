@@ -1,0 +1,48 @@
+"""Stages: train the (poisoned) model; select the defender's queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from unpoison.attacks import get_attack
+from unpoison.device import resolve_device
+from unpoison.io import load_json, save_meta, save_torch
+from unpoison.models import build_model, load_checkpoint, save_checkpoint
+from unpoison.queries import select_queries
+from unpoison.stages.data import load_clean, load_poisoned
+from unpoison.training import TrainRecipe, train_model
+
+
+def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
+    """Architecture spec from the config's ``model:`` entry and the dataset's shape and classes."""
+    d = load_clean(clean)
+    options = {k: v for k, v in model.items() if k != "name"}
+    return {"name": model["name"], "num_classes": d.num_classes, "in_channels": d.image_shape[0], "options": options}
+
+
+def train(
+    clean: str, poisoned: str, model: dict[str, Any], recipe: dict[str, Any], seed: int, device: str, out: str, log=None
+) -> None:
+    """Train a model from scratch (init and data order from ``seed``) on the poisoned training set."""
+    spec = model_spec(model, clean)
+    x, y = load_poisoned(poisoned)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    net = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
+    summary = train_model(net, x, y, TrainRecipe.from_dict(recipe), seed, dev, log)
+    save_checkpoint(out, net, spec)
+    save_meta(out, spec=spec, recipe=recipe, seed=seed, device=str(dev), **summary)
+
+
+def queries(
+    clean: str, truth: str, model: str, attack: str, attack_params: dict[str, Any], count: int, seed: int, device: str, out: str
+) -> None:
+    """Pick ``count`` affected test points the model misclassifies as the target (the scenario's oracle)."""
+    net, _ = load_checkpoint(model)
+    chosen = select_queries(
+        net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), count, seed, resolve_device(device)
+    )
+    save_torch(chosen, out)
+    save_meta(out, count=count, seed=seed, test_index=chosen["test_index"])

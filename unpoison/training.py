@@ -1,0 +1,139 @@
+"""Training and inference: the recipe is data (a dataclass filled from the config), not code.
+
+The paper's recipe (SPEC §5): 40 epochs, batch 128, SGD momentum 0.9 Nesterov, lr 0.1, weight decay 5e-4,
+lr ×0.1 at epochs 14/25/35, random crop ±4 px + horizontal flip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from unpoison.augment import random_crop_flip
+from unpoison.data import to_float
+from unpoison.device import autocast_dtype
+
+
+@dataclass
+class TrainRecipe:
+    """Hyperparameters of one training run (units in the names or comments)."""
+
+    epochs: int = 40
+    batch_size: int = 128
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    milestones: list[int] = field(default_factory=lambda: [14, 25, 35])  # epochs where lr ×= gamma
+    gamma: float = 0.1
+    crop_padding: int = 4  # random-crop shift in pixels (0 = off)
+    flip: bool = True  # random horizontal flip
+    amp: str = "none"  # none | bf16 | fp16 autocast (CUDA; bf16 also works on CPU but is slow there)
+    channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
+    eval_batch_size: int = 512
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainRecipe":
+        """Build from a config mapping; unknown keys are an error naming the allowed ones."""
+        d = dict(d or {})
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown training keys {unknown}; allowed: {sorted(allowed)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _autocast(device: torch.device, amp: str):
+    dtype = autocast_dtype(amp)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: TrainRecipe,
+    seed: int,
+    device: torch.device,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Train ``model`` in place on uint8 images ``x`` with labels ``y``; return a summary.
+
+    Shuffling and augmentation draw from a generator seeded with ``seed``; model initialisation is the
+    caller's (seed it before building the model). Data stays on ``device`` as uint8 to save memory.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    x_dev, y_dev = x.to(device), y.to(device)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+        weight_decay=recipe.weight_decay,
+    )
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(recipe.milestones), gamma=recipe.gamma)
+    scaler = torch.amp.GradScaler(device.type, enabled=(recipe.amp == "fp16" and device.type == "cuda"))
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(x_dev)
+    start = time.perf_counter()
+    losses: list[float] = []
+    for epoch in range(recipe.epochs):
+        model.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        total, count = 0.0, 0
+        for i in range(0, n, recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            if len(idx) < 2:  # BatchNorm needs more than one sample
+                continue
+            xb = random_crop_flip(x_dev[idx], recipe.crop_padding, recipe.flip, gen)
+            xb = to_float(xb)
+            if recipe.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, recipe.amp):
+                loss = loss_fn(model(xb), y_dev[idx])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        sched.step()
+        losses.append(total / max(count, 1))
+        if not torch.isfinite(torch.tensor(losses[-1])):
+            raise FloatingPointError(f"training loss became {losses[-1]} at epoch {epoch + 1}: lower the lr")
+        if log is not None:
+            print(f"epoch {epoch + 1}/{recipe.epochs} loss {losses[-1]:.4f}", file=log, flush=True)
+    model.eval()
+    return {"seconds": time.perf_counter() - start, "loss_per_epoch": losses, "n_train": n}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Predicted labels for uint8 or [0,1] float images (CPU int64 tensor)."""
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device)
+        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
+        out.append(model(xb).argmax(1).cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 512) -> float:
+    """Fraction of ``x`` classified as ``y``."""
+    if len(x) == 0:
+        return float("nan")
+    return float((predict(model, x, device, batch_size) == y.cpu()).float().mean())

@@ -1,0 +1,8 @@
+from unpoison.runtime import logged
+from unpoison.stages.evaluate import evaluate_model
+
+with logged(snakemake.log[0], snakemake.threads):
+    i, w = snakemake.input, snakemake.wildcards
+    ids = {"dataset": w.dataset, "attack": w.attack, "seed": int(w.seed)}
+    ids.update({k: w[k] for k in ("detector", "unlearner") if k in w.keys()})
+    evaluate_model(i.model, i.clean, i.truth, w.attack, snakemake.params.attack, snakemake.params.device, ids, snakemake.output.metrics)

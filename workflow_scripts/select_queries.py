@@ -1,0 +1,6 @@
+from unpoison.runtime import logged
+from unpoison.stages.model import queries
+
+with logged(snakemake.log[0], snakemake.threads):
+    i, p = snakemake.input, snakemake.params
+    queries(i.clean, i.truth, i.model, snakemake.wildcards.attack, p.attack, p.n_queries, p.seed, p.device, snakemake.output.queries)
