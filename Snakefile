@@ -14,6 +14,10 @@ from unpoison.config import ConfigError, check_config
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
+
+# Every rule runs in this environment under `--sdm conda` (ignored otherwise).
+conda: "envs/unpoison.yaml"
+
 validate(config, "schemas/config.schema.yaml")
 try:
     # Data checks (npz present, poison count ≤ class size) only in the main process, not in every cluster job.

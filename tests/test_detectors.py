@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+
+from unpoison.detectors import DetectorInputs, get_detector
+from unpoison.detectors.delta_influence import delta_flags
+from unpoison.metrics import detection_metrics
+
+
+def _scores():
+    # 1 test point, base + 4 transforms, 4 training points
+    base = torch.tensor([10.0, 10.0, -1.0, 5.0])
+    transformed = torch.tensor(
+        [
+            [1.0, 1.0, 1.0, 1.0],   # point 0 collapses under all 4 → flagged
+            [2.0, 20.0, 2.0, 2.0],  # point 1 collapses under 3 of 4 → flagged only when k ≥ 1
+            [0.0, 0.0, 0.0, 0.0],   # point 2 rises (base negative) → never flagged with tau = 0
+            [6.0, 6.0, 6.0, 0.0],   # point 3 collapses once
+        ]
+    ).T  # (n_b, N)
+    return torch.cat([base[None], transformed])[None]
+
+
+def test_delta_rule_counts_collapses_against_n_b_minus_k():
+    s = _scores()
+    assert delta_flags(s, 0.0, 0)[0].tolist() == [True, False, False, False]
+    assert delta_flags(s, 0.0, 1)[0].tolist() == [True, True, False, False]
+    assert delta_flags(s, -8.5, 0)[0].tolist() == [True, False, False, False]
+    assert delta_flags(s, -9.5, 0)[0].tolist() == [False, False, False, False]
+
+
+def test_detectors_read_their_probe_and_intersect_over_points():
+    s = _scores()
+    two = torch.cat([s, s[:, :, [1, 0, 2, 3]]])  # second test point: points 0 and 1 swapped
+    inputs = DetectorInputs(scores={"both": {"scores": two}, "base": {"scores": two[:, :1]}})
+    assert get_detector("delta_influence", {"k": 1}).detect(inputs).tolist() == [0, 1]
+    assert get_detector("delta_influence", {"k": 0}).detect(inputs).tolist() == []  # 0 then 1: no overlap
+    assert get_detector("delta_influence", {"k": 0, "n_points": 1}).detect(inputs).tolist() == [0]
+    assert get_detector("ekfac", {"threshold": 4.0}).detect(inputs).tolist() == [0, 1, 3]
+    label_only = get_detector("label_only", {"k": 1})
+    assert label_only.probe == "label"
+    with pytest.raises(KeyError):
+        label_only.detect(inputs)  # it must not silently use another probe
+
+
+def test_k_must_be_below_n_b():
+    with pytest.raises(ValueError, match=r"k: 4 must satisfy 0 ≤ k < n_b"):
+        get_detector("delta_influence", {"k": 4}).check(4)
+
+
+def test_unknown_detector_lists_the_known_ones():
+    with pytest.raises(ValueError, match="delta_influence"):
+        get_detector("magic")
+
+
+def test_detection_metrics():
+    m = detection_metrics(np.array([1, 2, 3, 9]), [2, 3, 4])
+    assert m == {"n_flagged": 4, "true_positives": 2, "n_poisons": 3, "tpr": 2 / 3, "precision": 0.5}
+    assert detection_metrics(np.array([], dtype=np.int64), [1])["precision"] == 0.0

@@ -1,0 +1,115 @@
+"""End to end: a tiny digits run through Snakemake, then what a changed setting re-runs, determinism,
+and the SLURM profile's resources. One real run (about a minute on 2 cores) serves every test here."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+RUN = Path("results/digits/badnet/s3")
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(TINY), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    counts = {}
+    table = output.split("Job stats:")[-1]
+    for line in table.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("wf")
+    proc = snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+def test_run_writes_tables_and_figures(finished_run):
+    det = pd.read_csv(finished_run / "results/tables/detection.csv")
+    assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr", "precision"]
+    assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all()
+    unl = pd.read_csv(finished_run / "results/tables/unlearning.csv")
+    assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds"]
+    assert set(unl.unlearner) == {"none", "eu"}
+    before = unl[unl.unlearner == "none"]
+    assert (before.psr > 0.5).all()  # the attack took on the poisoned model
+    summary = pd.read_csv(finished_run / "results/tables/summary.csv")
+    assert {"tpr_mean", "tpr_std", "psr_mean", "clean_acc_std"} <= set(summary.columns)
+    for fig in ("digits_badnet_influence_collapse.png", "digits_badnet_psr_vs_accuracy_eu.png"):
+        assert (finished_run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
+    # every rule logged, every expensive rule benchmarked
+    assert (finished_run / RUN / "logs/train_model.log").exists()
+    for rule in ("train_model", "fit_ekfac", "score_probes"):
+        assert (finished_run / RUN / f"benchmarks/{rule}.tsv").exists()
+
+
+def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
+    proc = snakemake(finished_run, "-n", "--forceall", "--cores", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blocks = proc.stdout.split("\n\n")
+    for block in blocks:
+        if re.search(r"rule (detect|unlearn|score_probes|fit_ekfac|train_model):", block):
+            assert "truth.json" not in block.split("output:")[0], block
+
+
+def test_changing_tau_reruns_detection_only(finished_run):
+    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("detect") == 1  # delta_influence only; ekfac untouched
+    assert jobs.get("unlearn") == 1 and jobs.get("make_tables") == 1
+    for expensive in ("train_model", "fit_ekfac", "score_probes", "poison_dataset", "select_queries"):
+        assert expensive not in jobs
+
+
+def test_changing_k_reruns_detection_only(finished_run):
+    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "detector_settings={delta_influence: {tau: 0.0, k: 2}, ekfac: {threshold: 0.0}}")
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("detect") == 1 and "fit_ekfac" not in jobs and "score_probes" not in jobs and "train_model" not in jobs
+
+
+def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]",
+                     "detectors=[delta_influence,label_only,image_only,ekfac]", "unlearners=[none,eu,cf]")
+    jobs = job_counts(proc.stdout)
+    assert jobs["train_model"] == 2 and jobs["fit_ekfac"] == 2 and jobs["score_probes"] == 2
+    assert jobs["detect"] == 8 and jobs["unlearn"] == 16
+
+
+def test_same_seed_twice_gives_identical_flags(finished_run, tmp_path):
+    second = tmp_path / "again"
+    second.mkdir()
+    proc = snakemake(second, "--cores", "2", str(RUN / "flagged/delta_influence.npy"), str(RUN / "flagged/ekfac.npy"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for det in ("delta_influence", "ekfac"):
+        a = np.load(finished_run / RUN / f"flagged/{det}.npy")
+        b = np.load(second / RUN / f"flagged/{det}.npy")
+        assert a.size > 0 and np.array_equal(a, b)
+
+
+def test_slurm_profile_declares_gpu_memory_and_runtime(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--profile", str(ROOT / "profiles/slurm"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    blocks = proc.stdout.split("\n\n")
+    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn"):
+        block = next(b for b in blocks if f"rule {rule}:" in b)
+        res = block.split("resources:")[1].splitlines()[0]
+        for key in ("gpu=", "mem_mb=", "runtime="):
+            assert key in res, (rule, res)
