@@ -10,7 +10,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
-from unpoison.config import ConfigError, check_config
+from unpoison.config import ConfigError, check_config, coerce_cli_scalars
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -18,6 +18,7 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 # Every rule runs in this environment under `--sdm conda` (ignored otherwise).
 conda: "envs/unpoison.yaml"
 
+config.update(coerce_cli_scalars(dict(config)))  # --config values arrive as strings
 validate(config, "schemas/config.schema.yaml")
 try:
     # Data checks (npz present, poison count ≤ class size) only in the main process, not in every cluster job.

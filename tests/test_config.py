@@ -74,3 +74,10 @@ def test_workflow_refuses_bad_config_before_any_job(tmp_path, args, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_cli_strings_get_their_yaml_types_back():
+    from unpoison.config import coerce_cli_scalars
+
+    got = coerce_cli_scalars({"seeds": ["7"], "d": {"tau": "-1.5", "k": "2", "n": "null", "on": "true", "name": "eu"}})
+    assert got == {"seeds": [7], "d": {"tau": -1.5, "k": 2, "n": None, "on": True, "name": "eu"}}

@@ -96,3 +96,26 @@ SOURCE_EXCLUDED = ("model", "train", "attacks")
 def source_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The part of a ``dataset_settings`` entry that the data loader reads (source, path, split...)."""
     return {k: v for k, v in settings.items() if k not in SOURCE_EXCLUDED}
+
+
+def coerce_cli_scalars(value: Any) -> Any:
+    """Give ``--config`` values their YAML types back.
+
+    Snakemake parses nested ``--config`` values with YAML's BaseLoader, so ``seeds=[7]`` arrives as
+    ``["7"]`` and ``{tau: -1}`` as ``{"tau": "-1"}``. Strings that YAML reads as a number, boolean or null
+    become that; every other string stays as it is. Values from config files are already typed.
+    """
+    import yaml
+
+    if isinstance(value, dict):
+        return {k: coerce_cli_scalars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_cli_scalars(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        if parsed is None or isinstance(parsed, (bool, int, float)):
+            return parsed
+    return value
