@@ -15,7 +15,9 @@ import torch
 from unpoison.data.core import DatasetError, ImageData
 
 Loader = Callable[..., ImageData]
+Counter = Callable[..., np.ndarray | None]
 SOURCES: dict[str, Loader] = {}
+COUNTERS: dict[str, Counter] = {}
 
 
 def register_source(name: str) -> Callable[[Loader], Loader]:
@@ -23,6 +25,20 @@ def register_source(name: str) -> Callable[[Loader], Loader]:
 
     def deco(fn: Loader) -> Loader:
         SOURCES[name] = fn
+        return fn
+
+    return deco
+
+
+def register_counter(name: str) -> Callable[[Counter], Counter]:
+    """Decorator adding a cheap per-class train counter ``f(**settings) -> counts | None`` to :data:`COUNTERS`.
+
+    A counter raises :class:`DatasetError` when the data is missing and cannot be fetched, and returns
+    ``None`` when it cannot count yet (e.g. the files will be downloaded by the prepare rule).
+    """
+
+    def deco(fn: Counter) -> Counter:
+        COUNTERS[name] = fn
         return fn
 
     return deco
@@ -110,15 +126,33 @@ def load_dataset(settings: dict[str, Any]) -> ImageData:
 def train_class_counts(settings: dict[str, Any]) -> np.ndarray | None:
     """Per-class training-set sizes, cheaply where possible (used to validate poison counts before any job).
 
-    Returns ``None`` for sources whose labels cannot be read cheaply (they are checked when poisoning).
+    Dispatches to the source's counter in :data:`COUNTERS`.
+
+    Args:
+        settings: one ``dataset_settings`` entry restricted to the loader's keys (``source``, ``path``, ...).
+
+    Returns:
+        Counts indexed by label, or ``None`` for sources that cannot count cheaply, or whose files are
+        missing but will be downloaded (they are checked when poisoning).
+
+    Raises:
+        DatasetError: the dataset is missing (and will not be downloaded) or malformed.
     """
-    source = settings.get("source")
-    if source == "npz":
-        p = _check_npz_path(settings.get("path"))
-        with np.load(p, allow_pickle=False) as z:
-            if "y_train" not in z.files:
-                raise DatasetError(f"{p}: missing array 'y_train'")
-            return np.bincount(z["y_train"].astype(np.int64))
-    if source == "sklearn_digits":
-        return np.bincount(load_dataset(settings).y_train.numpy())
-    return None
+    counter = COUNTERS.get(settings.get("source"))  # type: ignore[arg-type]
+    if counter is None:
+        return None
+    return counter(**{k: v for k, v in settings.items() if k != "source"})
+
+
+@register_counter("npz")
+def _count_npz(path: str | None = None, **_: Any) -> np.ndarray:
+    p = _check_npz_path(path)
+    with np.load(p, allow_pickle=False) as z:
+        if "y_train" not in z.files:
+            raise DatasetError(f"{p}: missing array 'y_train'")
+        return np.bincount(z["y_train"].astype(np.int64))
+
+
+@register_counter("sklearn_digits")
+def _count_sklearn_digits(**settings: Any) -> np.ndarray:
+    return np.bincount(load_sklearn_digits(**settings).y_train.numpy())
