@@ -81,3 +81,13 @@ def test_cli_strings_get_their_yaml_types_back():
 
     got = coerce_cli_scalars({"seeds": ["7"], "d": {"tau": "-1.5", "k": "2", "n": "null", "on": "true", "name": "eu"}})
     assert got == {"seeds": [7], "d": {"tau": -1.5, "k": 2, "n": None, "on": True, "name": "eu"}}
+
+
+@pytest.mark.parametrize("source", ["cifar10", "cifar100", "imagenette"])
+def test_missing_torchvision_dataset_without_download_fails_naming_path_and_key(tmp_path, source):
+    cfg = _cfg(datasets=["real"])
+    cfg["dataset_settings"]["real"] = {
+        **copy.deepcopy(DEFAULT["dataset_settings"]["digits"]), "source": source, "root": str(tmp_path / "nowhere"), "download": False,
+    }
+    with pytest.raises(ConfigError, match=rf"dataset_settings.real: .*{tmp_path}/nowhere.*download: true"):
+        check_config(cfg)

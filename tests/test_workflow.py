@@ -113,3 +113,19 @@ def test_slurm_profile_declares_gpu_memory_and_runtime(tmp_path):
         res = block.split("resources:")[1].splitlines()[0]
         for key in ("gpu=", "mem_mb=", "runtime="):
             assert key in res, (rule, res)
+
+
+def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(ROOT / "experiments/paper.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    models = 3 * 1 * 3  # datasets × attacks × seeds
+    assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == models
+    assert jobs["prepare_dataset"] == 3 and jobs["detect"] == models * 4 and jobs["unlearn"] == models * 4 * 2
+    blocks = proc.stdout.split("\n\n")
+    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn"):
+        block = next(b for b in blocks if f"rule {rule}:" in b)
+        res = block.split("resources:")[1].splitlines()[0]
+        assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)
