@@ -132,36 +132,31 @@ def resnet9(
 
 
 def _torchvision_resnet18_body(in_channels: int, width: int, cifar_stem: bool) -> nn.Module:
-    from torchvision.models import resnet18
+    """torchvision's ResNet-18 with every stage's width scaled by ``width``/64 (64 = the standard model),
+    built through torchvision's own constructor so its initialisation is kept."""
+    from torchvision.models.resnet import BasicBlock, ResNet
 
-    net = resnet18(num_classes=1000, width_per_group=64)
-    if width != 64:  # scale every stage; torchvision's width_per_group only scales bottlenecks
-        from torchvision.models.resnet import BasicBlock, ResNet
-
-        class _Wide(ResNet):
-            def __init__(self) -> None:
-                nn.Module.__init__(self)
+    class _ScaledResNet(ResNet):
+        def _make_layer(self, block, planes, blocks, stride=1, dilate=False):  # type: ignore[override]
+            if planes == 64:  # first stage: its input is the stem's `width` channels
                 self.inplanes = width
-                self.dilation = 1
-                self.groups, self.base_width = 1, 64
-                self._norm_layer = nn.BatchNorm2d
-                self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-                self.bn1 = nn.BatchNorm2d(width)
-                self.relu = nn.ReLU(inplace=True)
-                self.maxpool = nn.MaxPool2d(3, 2, 1)
-                self.layer1 = self._make_layer(BasicBlock, width, 2)
-                self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-                self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-                self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
-                self.avgpool = nn.AdaptiveAvgPool2d(1)
-                self.fc = nn.Linear(8 * width, 1000)
+            return super()._make_layer(block, planes * width // 64, blocks, stride, dilate)
 
-        net = _Wide()
+    net = _ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes=1000)
+    if width != 64:  # the stem is not built by _make_layer: rebuild it at the scaled width
+        net.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        net.bn1 = nn.BatchNorm2d(width)
     if cifar_stem:  # 3×3 stride-1 stem, no max-pool (He et al. 2016 §4.2 CIFAR variant)
         net.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     elif in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+    for m in (net.conv1, net.bn1):  # the same initialisation torchvision gives the layers it built
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
     net.fc = nn.Identity()
     return nn.Sequential(net, nn.Flatten())
 

@@ -8,7 +8,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
 
@@ -66,7 +65,3 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "e
     ax.legend(fontsize=8)
     _save(fig, out)
 
-
-def torch_threads_quiet() -> None:
-    """Plotting needs one thread only."""
-    torch.set_num_threads(1)
