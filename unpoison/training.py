@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -17,6 +17,7 @@ from torch import nn
 from unpoison.augment import random_crop_flip
 from unpoison.data import to_float
 from unpoison.device import autocast_dtype
+from unpoison.registry import settings_from_dict
 
 
 @dataclass
@@ -40,12 +41,7 @@ class TrainRecipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "TrainRecipe":
         """Build from a config mapping; unknown keys are an error naming the allowed ones."""
-        d = dict(d or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ValueError(f"unknown training keys {unknown}; allowed: {sorted(allowed)}")
-        return cls(**d)
+        return settings_from_dict(cls, d, "training")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

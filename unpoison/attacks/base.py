@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from unpoison.data import ImageData
+from unpoison.registry import Registry
 
 
 @dataclass
@@ -41,25 +42,9 @@ class Attack(ABC):
         """Validate parameters against the dataset before any job runs (raise ValueError with the fix)."""
 
 
-ATTACKS: dict[str, type[Attack]] = {}
-
-
-def register_attack(name: str) -> Callable[[type[Attack]], type[Attack]]:
-    """Class decorator adding an :class:`Attack` subclass to :data:`ATTACKS` under ``name``."""
-
-    def deco(cls: type[Attack]) -> type[Attack]:
-        cls.name = name
-        ATTACKS[name] = cls
-        return cls
-
-    return deco
-
-
-def get_attack(name: str, params: dict[str, Any] | None = None) -> Attack:
-    """Instantiate a registered attack with its config parameters."""
-    if name not in ATTACKS:
-        raise ValueError(f"attack {name!r} is unknown; choose one of {sorted(ATTACKS)}")
-    return ATTACKS[name](**(params or {}))
+ATTACKS: Registry[Attack] = Registry("attack")
+register_attack = ATTACKS.register  # class decorator: @register_attack("name")
+get_attack = ATTACKS.create  # get_attack(name, params) -> Attack
 
 
 def draw_victim_target(num_classes: int, rng: np.random.Generator) -> tuple[int, int]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from unpoison.registry import Registry
 
 
 @dataclass
@@ -43,25 +45,9 @@ class Detector(ABC):
         """Validate parameters before any job runs (raise ValueError naming key, value and what is allowed)."""
 
 
-DETECTORS: dict[str, type[Detector]] = {}
-
-
-def register_detector(name: str) -> Callable[[type[Detector]], type[Detector]]:
-    """Class decorator adding a :class:`Detector` subclass to :data:`DETECTORS` under ``name``."""
-
-    def deco(cls: type[Detector]) -> type[Detector]:
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return deco
-
-
-def get_detector(name: str, params: dict[str, Any] | None = None) -> Detector:
-    """Instantiate a registered detector with its config parameters."""
-    if name not in DETECTORS:
-        raise ValueError(f"detector {name!r} is unknown; choose one of {sorted(DETECTORS)}")
-    return DETECTORS[name](**(params or {}))
+DETECTORS: Registry[Detector] = Registry("detector")
+register_detector = DETECTORS.register  # class decorator: @register_detector("name")
+get_detector = DETECTORS.create  # get_detector(name, params) -> Detector
 
 
 def intersect_over_points(flags: torch.Tensor) -> np.ndarray:

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +32,10 @@ from torch.utils.data import Dataset
 
 from unpoison.device import autocast_dtype
 from unpoison.influence.task import ClassificationTask
+from unpoison.registry import settings_from_dict
 
 FACTORS_NAME = "ekfac"
 _ANALYSIS = "analysis"
-
-
-def _from_dict(cls, d: dict[str, Any] | None, key: str):
-    d = dict(d or {})
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {key} keys {unknown}; allowed: {sorted(allowed)}")
-    return cls(**d)
 
 
 @dataclass
@@ -59,7 +51,7 @@ class FactorSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "FactorSettings":
-        return _from_dict(cls, d, "influence.factors")
+        return settings_from_dict(cls, d, "influence.factors")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +79,7 @@ class ScoreSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "ScoreSettings":
-        return _from_dict(cls, d, "influence.scores")
+        return settings_from_dict(cls, d, "influence.scores")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

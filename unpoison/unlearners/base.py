@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 from torch import nn
 
+from unpoison.registry import Registry
 from unpoison.training import TrainRecipe
 
 
@@ -47,22 +48,6 @@ class Unlearner(ABC):
         """Return the unlearned model (a new module or ``inputs.model`` modified)."""
 
 
-UNLEARNERS: dict[str, type[Unlearner]] = {}
-
-
-def register_unlearner(name: str) -> Callable[[type[Unlearner]], type[Unlearner]]:
-    """Class decorator adding an :class:`Unlearner` subclass to :data:`UNLEARNERS` under ``name``."""
-
-    def deco(cls: type[Unlearner]) -> type[Unlearner]:
-        cls.name = name
-        UNLEARNERS[name] = cls
-        return cls
-
-    return deco
-
-
-def get_unlearner(name: str, params: dict[str, Any] | None = None) -> Unlearner:
-    """Instantiate a registered unlearner with its config parameters."""
-    if name not in UNLEARNERS:
-        raise ValueError(f"unlearner {name!r} is unknown; choose one of {sorted(UNLEARNERS)}")
-    return UNLEARNERS[name](**(params or {}))
+UNLEARNERS: Registry[Unlearner] = Registry("unlearner")
+register_unlearner = UNLEARNERS.register  # class decorator: @register_unlearner("name")
+get_unlearner = UNLEARNERS.create  # get_unlearner(name, params) -> Unlearner
