@@ -50,3 +50,29 @@ def test_every_model_runs_and_checkpoint_roundtrips(tmp_path):
         assert got == spec
         torch.testing.assert_close(loaded(x), m(x))
         assert m.features(x).ndim == 2
+
+
+def test_amp_and_channels_last_paths_train(digits):
+    """The GPU switches (bf16 autocast, channels_last) run through the same loop; on CPU autocast is bf16 too."""
+    recipe = TrainRecipe(epochs=2, batch_size=64, lr=0.05, milestones=[], crop_padding=1, flip=False, amp="bf16", channels_last=True)
+    torch.manual_seed(0)
+    m = build_model("digits_cnn", 10, 1, {"width": 8})
+    out = train_model(m, digits.x_train, digits.y_train, recipe, seed=0, device=DEV)
+    assert out["loss_per_epoch"][1] < out["loss_per_epoch"][0]
+    assert next(m.parameters()).dtype == torch.float32  # autocast keeps fp32 master weights
+    assert accuracy(m, digits.x_test, digits.y_test, DEV) > 0.5
+
+
+def test_device_resolution():
+    import pytest
+
+    from unpoison.device import autocast_dtype, resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="not one of"):
+        resolve_device("tpu")
+    assert autocast_dtype("bf16") is torch.bfloat16 and autocast_dtype("none") is None
