@@ -1,5 +1,5 @@
 # Config access, wildcard constraints and path helpers shared by every stage.
-from unpoison.detectors import DETECTORS, get_detector
+from unpoison.detectors import get_detector
 from unpoison.unlearners import UNLEARNERS
 from unpoison.config import source_settings
 
@@ -12,7 +12,6 @@ wildcard_constraints:
     seed=r"\d+",
     detector="[A-Za-z0-9_-]+",
     unlearner="[A-Za-z0-9_-]+",
-    probe="base|both|label|image",
 
 
 def ds(wildcards):
