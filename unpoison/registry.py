@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, Callable, Generic, TypeVar
+from dataclasses import asdict, fields
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -40,3 +40,17 @@ def settings_from_dict(cls: type[T], d: dict[str, Any] | None, key: str) -> T:
     if unknown:
         raise ValueError(f"unknown {key} keys {unknown}; allowed: {sorted(allowed)}")
     return cls(**d)
+
+
+class ConfigSettings:
+    """Mixin for settings dataclasses read from one config section (named by ``config_key``)."""
+
+    config_key: ClassVar[str] = "settings"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None):
+        """Build from a config mapping; unknown keys are an error naming the allowed ones."""
+        return settings_from_dict(cls, d, cls.config_key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -17,12 +17,14 @@ from torch import nn
 from unpoison.augment import random_crop_flip
 from unpoison.data import to_float
 from unpoison.device import autocast_dtype
-from unpoison.registry import settings_from_dict
+from unpoison.registry import ConfigSettings
 
 
 @dataclass
-class TrainRecipe:
+class TrainRecipe(ConfigSettings):
     """Hyperparameters of one training run (units in the names or comments)."""
+
+    config_key: ClassVar[str] = "training"
 
     epochs: int = 40
     batch_size: int = 128
@@ -37,14 +39,6 @@ class TrainRecipe:
     amp: str = "none"  # none | bf16 | fp16 autocast (CUDA; bf16 also works on CPU but is slow there)
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
     eval_batch_size: int = 512
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "TrainRecipe":
-        """Build from a config mapping; unknown keys are an error naming the allowed ones."""
-        return settings_from_dict(cls, d, "training")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _autocast(device: torch.device, amp: str):

@@ -19,9 +19,9 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from kronfluence.analyzer import Analyzer, prepare_model
@@ -32,15 +32,17 @@ from torch.utils.data import Dataset
 
 from unpoison.device import autocast_dtype
 from unpoison.influence.task import ClassificationTask
-from unpoison.registry import settings_from_dict
+from unpoison.registry import ConfigSettings
 
 FACTORS_NAME = "ekfac"
 _ANALYSIS = "analysis"
 
 
 @dataclass
-class FactorSettings:
+class FactorSettings(ConfigSettings):
     """EK-FAC fitting knobs (kronfluence ``FactorArguments``), CPU-safe defaults (config: influence.factors)."""
+
+    config_key: ClassVar[str] = "influence.factors"
 
     batch_size: int = 128  # per-device batch for the covariance and lambda stages
     amp: str = "none"  # none | bf16 | fp16 autocast (GPU)
@@ -48,13 +50,6 @@ class FactorSettings:
     lambda_max_examples: int | None = None  # subsample the lambda (eigenvalue-correction) stage
     num_workers: int = 0  # DataLoader workers (data are in-memory tensors: 0 is usually fastest)
     pin_memory: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "FactorSettings":
-        return settings_from_dict(cls, d, "influence.factors")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def arguments(self) -> FactorArguments:
         return FactorArguments(
@@ -66,8 +61,10 @@ class FactorSettings:
 
 
 @dataclass
-class ScoreSettings:
+class ScoreSettings(ConfigSettings):
     """Pairwise-scoring knobs (kronfluence ``ScoreArguments``), CPU-safe defaults (config: influence.scores)."""
+
+    config_key: ClassVar[str] = "influence.scores"
 
     train_batch_size: int = 128  # per-device training batch while scoring
     query_batch_size: int = 64  # queries whose gradients are computed together; ALL are scored in one pass
@@ -76,13 +73,6 @@ class ScoreSettings:
     damping_factor: float | None = 1e-8  # kronfluence's default; None = 0.1 × mean eigenvalue (heuristic)
     num_workers: int = 0
     pin_memory: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "ScoreSettings":
-        return settings_from_dict(cls, d, "influence.scores")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def arguments(self, n_queries: int) -> ScoreArguments:
         steps = max(1, math.ceil(n_queries / self.query_batch_size))
