@@ -16,10 +16,13 @@ from unpoison.training import TrainRecipe, train_model
 
 
 def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
-    """Architecture spec from the config's ``model:`` entry and the dataset's shape and classes."""
-    d = load_clean(clean)
+    """Architecture spec from the config's ``model:`` entry and the dataset's shape and classes.
+
+    ``clean.pt`` is memory-mapped: only the class names and the image shape are read, not the images.
+    """
+    d = torch.load(clean, map_location="cpu", weights_only=True, mmap=True)
     options = {k: v for k, v in model.items() if k != "name"}
-    return {"name": model["name"], "num_classes": d.num_classes, "in_channels": d.image_shape[0], "options": options}
+    return {"name": model["name"], "num_classes": len(d["classes"]), "in_channels": int(d["x_train"].shape[1]), "options": options}
 
 
 def train(
