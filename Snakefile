@@ -10,7 +10,7 @@ min_version("9.0")
 sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
-from unpoison.config import ConfigError, check_config, coerce_cli_scalars
+from unpoison.config import ConfigError, coerce_cli_scalars, validate_config
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -19,12 +19,12 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 conda: "envs/unpoison.yaml"
 
 config.update(coerce_cli_scalars(dict(config)))  # --config values arrive as strings
-validate(config, "schemas/config.schema.yaml")
 try:
-    # Data checks (npz present, poison count ≤ class size) only in the main process, not in every cluster job.
-    check_config(config, check_data=workflow.is_main_process)
+    # Schema, every method's settings, and (main process only, not in every cluster job) the data themselves.
+    validate_config(config, check_data=workflow.is_main_process)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
+validate(config, "schemas/config.schema.yaml")  # passes by now; fills the schema's defaults
 
 
 include: "rules/common.smk"

@@ -1,9 +1,16 @@
-# Config access, wildcard constraints and path helpers shared by every stage.
-from unpoison.detectors import get_detector
+# Config access, wildcard constraints and path helpers shared by every stage. Every params: value comes
+# from a normalised_* helper (complete, canonical numbers) and execution-only settings travel in one
+# Execution object, so a job re-runs only when its science changes (unpoison.config, unpoison.execution).
+from unpoison.attacks import ATTACKS
+from unpoison.config import normalised_model, normalised_recipe, normalised_source
+from unpoison.detectors import DETECTORS
+from unpoison.execution import Execution
+from unpoison.influence import FactorSettings, ScoreSettings
+from unpoison.training import TrainRecipe
 from unpoison.unlearners import UNLEARNERS
-from unpoison.config import source_settings
 
 RUN = "results/{dataset}/{attack}/s{seed}"
+DEVICE = config.get("device", "auto")
 
 
 wildcard_constraints:
@@ -19,16 +26,47 @@ def ds(wildcards):
     return config["dataset_settings"][wildcards.dataset]
 
 
+def source_params(wildcards):
+    return normalised_source(ds(wildcards))
+
+
+def model_params(wildcards):
+    return normalised_model(ds(wildcards)["model"])
+
+
+def recipe_params(wildcards):
+    """The dataset's training recipe without its execution-only fields."""
+    return normalised_recipe(ds(wildcards)["train"])
+
+
 def attack_params(wildcards):
-    return ds(wildcards)["attacks"][wildcards.attack]
+    return ATTACKS.normalise(wildcards.attack, ds(wildcards)["attacks"][wildcards.attack])
 
 
 def detector_params(name):
-    return config["detector_settings"].get(name, {})
+    return DETECTORS.normalise(name, config["detector_settings"].get(name, {}))
 
 
 def unlearner_params(name):
-    return config["unlearner_settings"].get(name, {})
+    return UNLEARNERS.normalise(name, config["unlearner_settings"].get(name, {}))
+
+
+def factor_settings():
+    return FactorSettings.from_dict(config["influence"].get("factors"))
+
+
+def score_settings():
+    return ScoreSettings.from_dict(config["influence"].get("scores"))
+
+
+def execution(settings=None):
+    """Device plus the execution-only keys of a settings object (never part of the re-run check)."""
+    return Execution(DEVICE, settings.execution() if settings is not None else {})
+
+
+def eval_execution(wildcards):
+    """Device and inference batch size of a dataset's recipe, for rules that only predict."""
+    return Execution(DEVICE, TrainRecipe.from_dict(ds(wildcards)["train"]).execution())
 
 
 def res(rule_name, key):
@@ -39,7 +77,7 @@ def res(rule_name, key):
 
 def needed_probes():
     """Influence-score files that the configured detectors read (scored together in one pass)."""
-    probes = {get_detector(d, detector_params(d)).probe for d in config["detectors"]}
+    probes = {DETECTORS[d].probe for d in config["detectors"]}
     probes.discard(None)
     return sorted(probes | {"base"})
 

@@ -2,7 +2,7 @@ rule prepare_dataset:
     output:
         clean="results/{dataset}/clean.pt",
     params:
-        settings=lambda w: source_settings(ds(w)),
+        settings=source_params,
     log:
         "results/logs/{dataset}/prepare_dataset.log",
     script:
@@ -16,7 +16,7 @@ rule poison_dataset:
         poisoned=RUN + "/poisoned.pt",
         truth=RUN + "/truth.json",
     params:
-        attack=lambda w: attack_params(w),
+        attack=attack_params,
         seed=lambda w: int(w.seed),
     log:
         RUN + "/logs/poison_dataset.log",

@@ -1,6 +1,6 @@
 def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file and/or the model and training set."""
-    det = get_detector(wildcards.detector, detector_params(wildcards.detector))
+    det = DETECTORS[wildcards.detector]
     run = RUN.format(**wildcards)
     inputs = {}
     if det.probe:

@@ -19,8 +19,8 @@ rule evaluate_poisoned:
     output:
         metrics=RUN + "/metrics/poisoned.json",
     params:
-        attack=lambda w: attack_params(w),
-        device=config.get("device", "auto"),
+        attack=attack_params,
+        execution=eval_execution,
     log:
         RUN + "/logs/evaluate/poisoned.log",
     script:

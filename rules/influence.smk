@@ -6,9 +6,9 @@ rule fit_ekfac:
     output:
         factors=directory(RUN + "/ekfac"),
     params:
-        settings=config["influence"].get("factors", {}),
+        settings=factor_settings().science(),
         seed=lambda w: int(w.seed),
-        device=config.get("device", "auto"),
+        execution=execution(factor_settings()),
     threads: res("fit_ekfac", "threads")
     resources:
         gpu=res("fit_ekfac", "gpu"),
@@ -33,9 +33,9 @@ rule score_probes:
         **{probe: RUN + f"/scores/{probe}.pt" for probe in needed_probes()},
     params:
         n_b=config["influence"]["n_b"],
-        settings=config["influence"].get("scores", {}),
+        settings=score_settings().science(),
         seed=lambda w: int(w.seed),
-        device=config.get("device", "auto"),
+        execution=execution(score_settings()),
     threads: res("score_probes", "threads")
     resources:
         gpu=res("score_probes", "gpu"),

@@ -35,8 +35,8 @@ rule plot_influence_collapse:
     output:
         figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", category="Figures"),
     params:
-        tau=detector_params("delta_influence").get("tau", 0.0),
-        k=detector_params("delta_influence").get("k", 1),
+        tau=detector_params("delta_influence")["tau"],
+        k=detector_params("delta_influence")["k"],
         seed=config["seeds"][0],
     log:
         "results/logs/figures/{dataset}_{attack}_influence_collapse.log",

@@ -5,10 +5,10 @@ rule train_model:
     output:
         model=RUN + "/model.pt",
     params:
-        model=lambda w: ds(w)["model"],
-        recipe=lambda w: ds(w)["train"],
+        model=model_params,
+        recipe=recipe_params,
         seed=lambda w: int(w.seed),
-        device=config.get("device", "auto"),
+        execution=execution(),
     threads: res("train_model", "threads")
     resources:
         gpu=res("train_model", "gpu"),
@@ -31,10 +31,10 @@ rule select_queries:
     output:
         queries=RUN + "/queries.pt",
     params:
-        attack=lambda w: attack_params(w),
+        attack=attack_params,
         n_queries=config["queries"]["count"],
         seed=lambda w: int(w.seed),
-        device=config.get("device", "auto"),
+        execution=eval_execution,
     log:
         RUN + "/logs/select_queries.log",
     script:

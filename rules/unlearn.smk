@@ -8,9 +8,9 @@ rule unlearn:
         model=RUN + "/unlearned/{detector}/{unlearner}.pt",
     params:
         settings=lambda w: unlearner_params(w.unlearner),
-        recipe=lambda w: ds(w)["train"],
+        recipe=recipe_params,
         seed=lambda w: int(w.seed),
-        device=config.get("device", "auto"),
+        execution=execution(),
     threads: res("unlearn", "threads")
     resources:
         gpu=res("unlearn", "gpu"),

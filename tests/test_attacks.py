@@ -4,6 +4,7 @@ import torch
 
 from unpoison.attacks import get_attack
 from unpoison.attacks.badnet import REFERENCE_OFFSETS, apply_patch
+from unpoison.data import DatasetInfo
 
 
 def test_badnet_poisons_only_victim_images_and_relabels_them(digits):
@@ -44,8 +45,48 @@ def test_affected_test_points_are_triggered_victim_images(digits):
 
 def test_count_larger_than_smallest_class_is_refused():
     atk = get_attack("badnet", {"count": 50})
-    with pytest.raises(ValueError, match="count.*50.*smallest class.*40"):
-        atk.check(np.array([40, 60, 70]))
+    with pytest.raises(ValueError, match="count: 50 .*≤ 40, the smallest class"):
+        atk.check(DatasetInfo((3, 32, 32), np.array([40, 60, 70]), np.array([9, 9, 9])), 1)
+    atk.check(DatasetInfo((3, 32, 32), np.array([50, 60, 70]), np.array([9, 9, 9])), 1)  # exactly fits
+
+
+@pytest.mark.parametrize(
+    "params, side, message",
+    [
+        ({"pattern": "checkerboard", "size": 9, "margin": 0}, 8, r"size: 9 .*size \+ margin \(9 px\) fits the 8-px"),
+        ({"pattern": "square", "size": 4, "margin": 5}, 8, r"size: 4 .*\(9 px\) fits the 8-px"),
+        ({"pattern": "reference"}, 4, r"reference 4-pixel trigger \(5 px\) fits the 4-px"),
+    ],
+)
+def test_trigger_larger_than_the_image_is_refused(params, side, message):
+    atk = get_attack("badnet", {"count": 1, **params})
+    with pytest.raises(ValueError, match=message):
+        atk.check(DatasetInfo((1, side, side), None, None), 1)
+    atk.check(DatasetInfo((1, 32, 32), None, None), 1)
+
+
+def test_more_queries_than_victim_test_images_is_refused():
+    atk = get_attack("badnet", {"count": 1})
+    with pytest.raises(ValueError, match=r"queries.count: 6 .*smallest class has only 5 test images"):
+        atk.check(DatasetInfo((3, 32, 32), np.array([9, 9]), np.array([5, 7])), 6)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"value": 300}, r"value: 300 .*0\.\.255"),
+        ({"value": -1}, r"value: -1 .*0\.\.255"),
+        ({"count": 0}, r"count: 0 .*≥ 1"),
+        ({"size": 0}, r"size: 0 .*≥ 1"),
+        ({"margin": -2}, r"margin: -2 .*≥ 0"),
+        ({"pattern": "star"}, r"pattern: 'star' must be one of 'reference', 'checkerboard', 'square'"),
+        ({"count": 2.5}, r"count: 2.5 must be an integer"),
+        ({"colour": 3}, r"unknown key\(s\) \['colour'\]; allowed: \['count', 'margin', 'pattern', 'size', 'value'\]"),
+    ],
+)
+def test_bad_badnet_parameters_name_key_value_and_range(params, message):
+    with pytest.raises(ValueError, match=message):
+        get_attack("badnet", params, "dataset_settings.d.attacks.badnet")
 
 
 def test_patch_that_does_not_fit_is_refused():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from unpoison.data import DatasetError, load_dataset, train_class_counts
+from unpoison.data import DatasetError, describe_dataset, load_dataset
 from unpoison.data.core import TensorDataset01
 
 
@@ -31,7 +31,7 @@ def test_npz_roundtrip_converts_nhwc_to_nchw(tmp_path, write_npz):
     assert d.x_train.shape == (40, 3, 8, 8)
     assert torch.equal(d.x_train[5].permute(1, 2, 0), torch.from_numpy(raw["x_train"][5]))
     assert d.classes == ["c0", "c1", "c2", "c3"]
-    assert train_class_counts({"source": "npz", "path": str(path)}).tolist() == [10, 10, 10, 10]
+    assert describe_dataset({"source": "npz", "path": str(path)}).train_counts.tolist() == [10, 10, 10, 10]
 
 
 def test_npz_missing_file_names_path_and_key(tmp_path):

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from unpoison.data import DatasetError, load_dataset, train_class_counts
+from unpoison.data import DatasetError, describe_dataset, load_dataset
 
 
 class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler, whose dispatch table can be extended
@@ -118,7 +118,7 @@ def test_cifar10_loads_planes_into_nchw(cifar10_root):
     labels = sum((batches[f"data_batch_{i}"][b"labels"] for i in range(1, 6)), [])
     assert d.y_train.tolist() == labels and d.y_test.tolist() == batches["test_batch"][b"labels"]
     assert torch.equal(d.x_test, torch.from_numpy(batches["test_batch"][b"data"].reshape(3, 3, 32, 32)))
-    counts = train_class_counts({"source": "cifar10", "root": str(root)})
+    counts = describe_dataset({"source": "cifar10", "root": str(root)}).train_counts
     assert counts.tolist() == np.bincount(labels, minlength=10).tolist()
 
 
@@ -128,7 +128,7 @@ def test_cifar100_uses_fine_labels(cifar100_root):
     assert d.x_train.shape == (6, 3, 32, 32) and d.num_classes == 100 and d.classes[7] == "fine7"
     assert d.y_train.tolist() == batches["train"][b"fine_labels"]
     assert torch.equal(d.x_train, torch.from_numpy(batches["train"][b"data"].reshape(6, 3, 32, 32)))
-    counts = train_class_counts({"source": "cifar100", "root": str(root)})
+    counts = describe_dataset({"source": "cifar100", "root": str(root)}).train_counts
     assert len(counts) == 100 and counts.tolist() == np.bincount(batches["train"][b"fine_labels"], minlength=100).tolist()
 
 
@@ -137,7 +137,7 @@ def test_cifar_md5_mismatch_is_reported_as_corrupted(cifar10_root):
     (root / "cifar-10-batches-py" / "test_batch").write_bytes(b"truncated")
     with pytest.raises(DatasetError, match=r"md5.*download: true"):
         load_dataset({"source": "cifar10", "root": str(root)})
-    assert train_class_counts({"source": "cifar10", "root": str(root), "download": True}) is None
+    assert describe_dataset({"source": "cifar10", "root": str(root), "download": True}).train_counts is None
 
 
 def _solid(rgb: tuple[int, int, int], size: tuple[int, int] = (20, 16)) -> Image.Image:
@@ -168,7 +168,7 @@ def test_imagenette_decodes_resizes_and_crops(imagenette_root):
     for x, y in zip(d.x_train, d.y_train):  # solid colours survive JPEG and resizing up to a few levels
         expected = torch.tensor(COLOURS[int(y)], dtype=torch.int16).view(3, 1, 1)
         assert (x.to(torch.int16) - expected).abs().max() <= 4
-    counts = train_class_counts({"source": "imagenette", "root": str(imagenette_root), "size": 160})
+    counts = describe_dataset({"source": "imagenette", "root": str(imagenette_root), "size": 160}).train_counts
     assert counts.tolist() == [3, 1, 2]
 
 
@@ -198,7 +198,7 @@ def test_imagefolder_center_crops_and_aligns_test_classes(tmp_path):
     # 8×32 → 4×16 → centre 4×4 = source columns 8..23 only (lossless PNG: exact values)
     for k, i in enumerate([0, 1, 0, 1, 2, 0]):
         assert d.x_train[k].flatten(1).unique(dim=1).tolist() == [[10 * i], [100], [50]]
-    assert train_class_counts({"source": "imagefolder", "root": str(tmp_path)}).tolist() == [2, 3, 1]
+    assert describe_dataset({"source": "imagefolder", "root": str(tmp_path)}).train_counts.tolist() == [2, 3, 1]
 
 
 def test_imagefolder_rejects_test_class_missing_from_train(tmp_path):
@@ -220,7 +220,7 @@ def test_missing_dataset_names_path_and_download(tmp_path, source, looked_at):
     root = tmp_path / "nowhere"
     settings = {"source": source, "root": str(root), "download": False}
     expected = str(root / looked_at) if looked_at else str(root)
-    for call in (load_dataset, train_class_counts):
+    for call in (load_dataset, describe_dataset):
         with pytest.raises(DatasetError) as err:
             call(settings)
         assert expected in str(err.value) and "download" in str(err.value) and "root:" in str(err.value)
@@ -228,12 +228,12 @@ def test_missing_dataset_names_path_and_download(tmp_path, source, looked_at):
 
 @pytest.mark.parametrize("source", ["cifar10", "cifar100", "imagenette"])
 def test_missing_dataset_with_download_is_counted_later(tmp_path, source):
-    assert train_class_counts({"source": source, "root": str(tmp_path), "download": True}) is None
+    assert describe_dataset({"source": source, "root": str(tmp_path), "download": True}).train_counts is None
 
 
 def test_imagefolder_refuses_download(tmp_path):
     with pytest.raises(DatasetError, match="download"):
-        train_class_counts({"source": "imagefolder", "root": str(tmp_path), "download": True})
+        describe_dataset({"source": "imagefolder", "root": str(tmp_path), "download": True}).train_counts
 
 
 def test_root_is_required():
@@ -246,4 +246,4 @@ def test_partial_imagenette_copy_is_reported_even_with_download(imagenette_root)
 
     shutil.rmtree(imagenette_root / "imagenette2-160" / "val")
     with pytest.raises(DatasetError, match=r"incomplete.*val/"):
-        train_class_counts({"source": "imagenette", "root": str(imagenette_root), "download": True})
+        describe_dataset({"source": "imagenette", "root": str(imagenette_root), "download": True}).train_counts

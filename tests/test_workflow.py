@@ -85,6 +85,30 @@ def test_changing_k_reruns_detection_only(finished_run):
     assert jobs.get("detect") == 1 and "fit_ekfac" not in jobs and "score_probes" not in jobs and "train_model" not in jobs
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        ["device=cpu"],
+        ["detector_settings={delta_influence: {tau: 0, k: 1}, ekfac: {threshold: 0}}"],  # ints for the floats
+        ["detector_settings={delta_influence: {n_points: null}}"],  # an explicit default
+        ["dataset_settings={digits: {train: {eval_batch_size: 7}}}"],
+        ["influence={scores: {train_batch_size: 33, query_batch_size: 5, num_workers: 0, pin_memory: false}, "
+         "factors: {batch_size: 61}}"],
+    ],
+    ids=["device", "int-tau", "explicit-default", "eval-batch", "batch-sizes"],
+)
+def test_execution_only_and_equivalent_settings_rerun_nothing(finished_run, config):
+    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", *config)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr, job_counts(proc.stdout)
+
+
+def test_a_science_setting_of_the_scores_reruns_scoring_but_not_training(finished_run):
+    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "influence={scores: {damping_factor: 1.0e-6}}")
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("score_probes") == 1 and "fit_ekfac" not in jobs and "train_model" not in jobs
+
+
 def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]",
                      "detectors=[delta_influence,label_only,image_only,ekfac]", "unlearners=[none,eu,cf]")

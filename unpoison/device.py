@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+AmpName = Literal["none", "bf16", "fp16"]  # autocast choices in the config
 
 
 def resolve_device(name: str = "auto") -> torch.device:

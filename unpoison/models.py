@@ -12,7 +12,11 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from unpoison.params import bind_params, require
+
 ModelFactory = Callable[..., nn.Module]
+Stats = list[float] | None  # per-channel normalisation statistics (None = the dataset family's defaults)
+MODEL_ARGS = ("num_classes", "in_channels")  # supplied by the pipeline from the data, never by the config
 MODELS: dict[str, ModelFactory] = {}
 
 # Per-channel statistics used by the models' normalisation layer.
@@ -63,7 +67,7 @@ class Classifier(nn.Module):
         return out * self.logit_scale if self.logit_scale != 1.0 else out
 
 
-def _stats(in_channels: int, mean: Sequence[float] | None, std: Sequence[float] | None, default: tuple):
+def _stats(in_channels: int, mean: Stats, std: Stats, default: tuple):
     if mean is not None and std is not None:
         return list(mean), list(std)
     if in_channels == 3:
@@ -78,7 +82,9 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 @register_model("digits_cnn")
-def digits_cnn(num_classes: int, in_channels: int = 1, width: int = 32, mean=None, std=None, **_: Any) -> nn.Module:
+def digits_cnn(
+    num_classes: int, in_channels: int = 1, width: int = 32, mean: Stats = None, std: Stats = None
+) -> nn.Module:
     """A small CNN for 8×8 images: conv(w)→conv(2w)→pool→conv(4w)→pool→GAP→Linear (~0.1M params at w=32)."""
     mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
     body = nn.Sequential(
@@ -104,7 +110,8 @@ class _Residual(nn.Module):
 
 @register_model("resnet9")
 def resnet9(
-    num_classes: int, in_channels: int = 3, width: int = 64, logit_scale: float = 0.125, mean=None, std=None, **_: Any
+    num_classes: int, in_channels: int = 3, width: int = 64, logit_scale: float = 0.125, mean: Stats = None,
+    std: Stats = None,
 ) -> nn.Module:
     """The compact residual network of the DAWNBench/airbench lineage (Page 2018), width ``w``:
     prep conv(w) → conv(2w)+pool+res → conv(4w)+pool → conv(8w)+pool+res → GAP → Linear.
@@ -162,7 +169,9 @@ def _torchvision_resnet18_body(in_channels: int, width: int, cifar_stem: bool) -
 
 
 @register_model("resnet18_cifar")
-def resnet18_cifar(num_classes: int, in_channels: int = 3, width: int = 64, mean=None, std=None, **_: Any) -> nn.Module:
+def resnet18_cifar(
+    num_classes: int, in_channels: int = 3, width: int = 64, mean: Stats = None, std: Stats = None
+) -> nn.Module:
     """torchvision ResNet-18 with the CIFAR stem (3×3 conv stride 1, no max-pool), as in the paper."""
     mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
     body = _torchvision_resnet18_body(in_channels, width, cifar_stem=True)
@@ -171,7 +180,7 @@ def resnet18_cifar(num_classes: int, in_channels: int = 3, width: int = 64, mean
 
 @register_model("resnet18")
 def resnet18_imagenet_stem(
-    num_classes: int, in_channels: int = 3, width: int = 64, mean=None, std=None, **_: Any
+    num_classes: int, in_channels: int = 3, width: int = 64, mean: Stats = None, std: Stats = None
 ) -> nn.Module:
     """torchvision ResNet-18 with the ImageNet stem (7×7 stride 2 + max-pool), used for Imagenette."""
     mean, std = _stats(in_channels, mean, std, (IMAGENET_MEAN, IMAGENET_STD))
@@ -179,11 +188,19 @@ def resnet18_imagenet_stem(
     return Classifier(Normalize(mean, std), body, nn.Linear(8 * width, num_classes))
 
 
+def model_options(name: str, options: dict[str, Any] | None, key: str = "model") -> dict[str, Any]:
+    """A registered model's complete options (unknown keys and wrong types rejected, defaults filled in)."""
+    if name not in MODELS:
+        raise ValueError(f"{key}.name: {name!r} is not a known model; allowed: {sorted(MODELS)}")
+    opts = bind_params(MODELS[name], options, key, skip=MODEL_ARGS)
+    width = opts.get("width")
+    require(width is None or width >= 1, f"{key}.width", width, "≥ 1 channel")
+    return opts
+
+
 def build_model(name: str, num_classes: int, in_channels: int, options: dict[str, Any] | None = None) -> nn.Module:
     """Instantiate a registered model. ``options`` are the model's keyword settings from the config."""
-    if name not in MODELS:
-        raise ValueError(f"model {name!r} is unknown; choose one of {sorted(MODELS)}")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **(options or {}))
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, **model_options(name, options))
 
 
 def count_parameters(model: nn.Module) -> int:

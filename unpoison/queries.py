@@ -30,6 +30,7 @@ def select_queries(
     count: int,
     seed: int,
     device: torch.device,
+    batch_size: int = 512,
 ) -> dict[str, torch.Tensor]:
     """Pick ``count`` affected test inputs the model classifies as the attacker's target, by ``seed``.
 
@@ -38,7 +39,7 @@ def select_queries(
         the attack's affected test inputs}.
     """
     x_aff, _, target = attack.affected_test(data, truth)
-    pred = predict(model, x_aff, device)
+    pred = predict(model, x_aff, device, batch_size)
     hit = np.flatnonzero((pred == target).numpy())
     if len(hit) < count:
         raise NoAffectedPointError(

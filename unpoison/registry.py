@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any, Callable, ClassVar, Generic, TypeVar
+
+from unpoison.params import ParamError, bind_params
 
 T = TypeVar("T")
 
 
+def _prefixed(key: str, err: ValueError) -> ParamError:
+    """``err`` with ``key.`` in front of its message unless it already names ``key``."""
+    msg = str(err)
+    return ParamError(msg if msg.startswith(key) else f"{key}.{msg}")
+
+
 class Registry(dict, Generic[T]):
-    """A dict of registered classes with a decorator to add one and a factory to instantiate one."""
+    """A dict of registered classes with a decorator to add one and a factory to instantiate one.
+
+    A registered class's settings are its constructor's typed keyword arguments (see
+    :func:`unpoison.params.bind_params`); range checks live in the constructor and raise ``ValueError``.
+    """
 
     def __init__(self, kind: str) -> None:
         super().__init__()
@@ -25,32 +37,57 @@ class Registry(dict, Generic[T]):
 
         return deco
 
-    def create(self, name: str, params: dict[str, Any] | None = None) -> T:
-        """Instantiate ``name`` with its config parameters; unknown names list the known ones."""
+    def _get(self, name: str) -> type[T]:
         if name not in self:
             raise ValueError(f"{self.kind} {name!r} is unknown; choose one of {sorted(self)}")
-        return self[name](**(params or {}))
+        return self[name]
 
+    def normalise(self, name: str, params: dict[str, Any] | None, key: str | None = None) -> dict[str, Any]:
+        """``name``'s complete settings: unknown keys and wrong types rejected, defaults filled, ints → floats."""
+        cls = self._get(name)
+        binder = getattr(cls, "bind_params", None)
+        key = key or f"{self.kind} {name}"
+        return binder(params, key) if binder else bind_params(cls, params, key)
 
-def settings_from_dict(cls: type[T], d: dict[str, Any] | None, key: str) -> T:
-    """Build a settings dataclass from a config mapping; unknown keys are an error naming the allowed ones."""
-    d = dict(d or {})
-    allowed = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {key} keys {unknown}; allowed: {sorted(allowed)}")
-    return cls(**d)
+    def create(self, name: str, params: dict[str, Any] | None = None, key: str | None = None) -> T:
+        """Instantiate ``name`` with its config parameters (checked by :meth:`normalise`, then its constructor)."""
+        key = key or f"{self.kind} {name}"
+        bound = self.normalise(name, params, key)
+        try:
+            return self._get(name)(**bound)
+        except ValueError as err:
+            raise _prefixed(key, err) from err
 
 
 class ConfigSettings:
-    """Mixin for settings dataclasses read from one config section (named by ``config_key``)."""
+    """Mixin for settings dataclasses read from one config section (named by ``config_key``).
+
+    Subclasses check value ranges in ``__post_init__`` (raise ``ValueError`` naming the field); list in
+    ``execution_fields`` the fields that change only speed or memory, never results (see
+    :class:`unpoison.execution.Execution`).
+    """
 
     config_key: ClassVar[str] = "settings"
+    execution_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None):
-        """Build from a config mapping; unknown keys are an error naming the allowed ones."""
-        return settings_from_dict(cls, d, cls.config_key)
+    def from_dict(cls, d: dict[str, Any] | None, key: str | None = None):
+        """Build from a config mapping: unknown keys, wrong types and out-of-range values are errors naming
+        ``key`` (default: the class's ``config_key``), the field, the value and what is allowed."""
+        key = key or cls.config_key
+        bound = bind_params(cls, d, key)
+        try:
+            return cls(**bound)
+        except ParamError as err:
+            raise _prefixed(key, err) from err
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
+
+    def science(self) -> dict[str, Any]:
+        """The settings that determine results (everything but ``execution_fields``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.execution_fields}
+
+    def execution(self) -> dict[str, Any]:
+        """The settings that change only speed or memory."""
+        return {k: v for k, v in self.to_dict().items() if k in self.execution_fields}

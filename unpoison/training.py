@@ -16,7 +16,8 @@ from torch import nn
 
 from unpoison.augment import random_crop_flip
 from unpoison.data import to_float
-from unpoison.device import autocast_dtype
+from unpoison.device import AmpName, autocast_dtype
+from unpoison.params import require
 from unpoison.registry import ConfigSettings
 
 
@@ -24,10 +25,11 @@ from unpoison.registry import ConfigSettings
 class TrainRecipe(ConfigSettings):
     """Hyperparameters of one training run (units in the names or comments)."""
 
-    config_key: ClassVar[str] = "training"
+    config_key: ClassVar[str] = "train"
+    execution_fields: ClassVar[tuple[str, ...]] = ("eval_batch_size",)
 
     epochs: int = 40
-    batch_size: int = 128
+    batch_size: int = 128  # ≥ 2 (BatchNorm)
     lr: float = 0.1  # peak learning rate
     momentum: float = 0.9
     nesterov: bool = True
@@ -36,9 +38,24 @@ class TrainRecipe(ConfigSettings):
     gamma: float = 0.1
     crop_padding: int = 4  # random-crop shift in pixels (0 = off)
     flip: bool = True  # random horizontal flip
-    amp: str = "none"  # none | bf16 | fp16 autocast (CUDA; bf16 also works on CPU but is slow there)
+    amp: AmpName = "none"  # none | bf16 | fp16 autocast (CUDA; bf16 also works on CPU but is slow there)
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
-    eval_batch_size: int = 512
+    eval_batch_size: int = 512  # inference batch (execution only: never changes results)
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "epochs", self.epochs, "≥ 1")
+        require(self.batch_size >= 2, "batch_size", self.batch_size, "≥ 2 (BatchNorm needs two images per batch)")
+        require(self.lr > 0, "lr", self.lr, "> 0 (the SGD peak learning rate)")
+        require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
+        ms = list(self.milestones)
+        require(
+            all(1 <= m < self.epochs for m in ms) and ms == sorted(set(ms)), "milestones", ms,
+            f"increasing epochs in 1..{self.epochs - 1} (epochs = {self.epochs}; a later step never happens)",
+        )
+        require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
+        require(self.crop_padding >= 0, "crop_padding", self.crop_padding, "≥ 0 pixels")
+        require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "≥ 1")
 
 
 def _autocast(device: torch.device, amp: str):

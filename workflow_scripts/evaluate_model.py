@@ -5,4 +5,8 @@ with logged(snakemake.log[0], snakemake.threads):
     i, w = snakemake.input, snakemake.wildcards
     ids = {"dataset": w.dataset, "attack": w.attack, "seed": int(w.seed)}
     ids.update({k: w[k] for k in ("detector", "unlearner") if k in w.keys()})
-    evaluate_model(i.model, i.clean, i.truth, w.attack, snakemake.params.attack, snakemake.params.device, ids, snakemake.output.metrics)
+    p = snakemake.params
+    evaluate_model(
+        i.model, i.clean, i.truth, w.attack, p.attack, p.execution.device, ids, snakemake.output.metrics,
+        batch_size=p.execution.settings["eval_batch_size"],
+    )

@@ -3,4 +3,4 @@ from unpoison.stages.influence import fit
 
 with logged(snakemake.log[0], snakemake.threads):
     p = snakemake.params
-    fit(snakemake.input.model, snakemake.input.poisoned, p.settings, p.seed, p.device, snakemake.output.factors)
+    fit(snakemake.input.model, snakemake.input.poisoned, p.execution.merged(p.settings), p.seed, p.execution.device, snakemake.output.factors)

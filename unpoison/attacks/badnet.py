@@ -11,16 +11,19 @@ Patches sit ``margin`` pixels from the bottom and right borders.
 
 from __future__ import annotations
 
-from typing import Any
+import typing
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from unpoison.attacks.base import Attack, PoisonResult, draw_victim_target, register_attack
-from unpoison.data import ImageData
+from unpoison.data import DatasetInfo, ImageData
+from unpoison.params import require
 
 REFERENCE_OFFSETS = ((-4, -2), (-2, -2), (-3, -3), (-2, -4))
-PATTERNS = ("reference", "checkerboard", "square")
+Pattern = Literal["reference", "checkerboard", "square"]
+PATTERNS = typing.get_args(Pattern)
 
 
 def apply_patch(
@@ -51,26 +54,45 @@ def apply_patch(
 class BadNet(Attack):
     """Dirty-label patch backdoor. Params: ``count`` (poisons), ``pattern``, ``size``, ``value``, ``margin``."""
 
-    def __init__(self, count: int = 500, pattern: str = "reference", size: int = 3, value: int = 0, margin: int = 1):
+    def __init__(
+        self, count: int = 500, pattern: Pattern = "reference", size: int = 3, value: int = 0, margin: int = 1
+    ) -> None:
         super().__init__(count=count, pattern=pattern, size=size, value=value, margin=margin)
-        if pattern not in PATTERNS:
-            raise ValueError(f"pattern: {pattern!r} is not one of {PATTERNS}")
-        if count < 1:
-            raise ValueError(f"count: {count} must be ≥ 1")
+        require(count >= 1, "count", count, "≥ 1 poisoned training image")
+        require(size >= 1, "size", size, "≥ 1 pixel")
+        require(0 <= value <= 255, "value", value, "a pixel value in 0..255")
+        require(margin >= 0, "margin", margin, "≥ 0 pixels")
 
     def trigger(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params
         return apply_patch(x, p["pattern"], p["size"], p["value"], p["margin"])
 
-    def check(self, class_counts: np.ndarray | None) -> None:
-        if class_counts is None:
+    def footprint(self) -> int:
+        """Pixels from the bottom/right border that the trigger needs (the image's side must be at least this)."""
+        p = self.params
+        return 5 if p["pattern"] == "reference" else p["size"] + p["margin"]
+
+    def check(self, info: DatasetInfo | None, n_queries: int) -> None:
+        if info is None:
             return
-        smallest = int(np.min(class_counts))
-        if self.params["count"] > smallest:
-            raise ValueError(
-                f"count: {self.params['count']} poisons is larger than the smallest class "
-                f"({smallest} training images), and any class can be the victim; use count ≤ {smallest}"
+        if info.image_shape is not None:
+            side = min(info.image_shape[1:])
+            need = self.footprint()
+            what = "the reference 4-pixel trigger" if self.params["pattern"] == "reference" else "size + margin"
+            require(need <= side, "size", self.params["size"], f"such that {what} ({need} px) fits the {side}-px images")
+        if info.train_counts is not None:
+            smallest = int(np.min(info.train_counts))
+            require(
+                self.params["count"] <= smallest, "count", self.params["count"],
+                f"≤ {smallest}, the smallest class's training images (any class can be the victim)",
             )
+        if info.test_counts is not None:
+            fewest = int(np.min(info.test_counts))
+            if n_queries > fewest:
+                raise ValueError(
+                    f"queries.count: {n_queries} affected test points requested, but the smallest class has only "
+                    f"{fewest} test images (the affected points are triggered victim-class test images); use ≤ {fewest}"
+                )
 
     def poison(self, data: ImageData, seed: int) -> PoisonResult:
         rng = np.random.default_rng(seed)

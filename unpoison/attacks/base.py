@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unpoison.data import ImageData
+from unpoison.data import DatasetInfo, ImageData
 from unpoison.registry import Registry
 
 
@@ -38,8 +38,13 @@ class Attack(ABC):
     def affected_test(self, data: ImageData, truth: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Test inputs the attack targets: (images uint8, their true labels, the attacker's target labels)."""
 
-    def check(self, class_counts: np.ndarray | None) -> None:
-        """Validate parameters against the dataset before any job runs (raise ValueError with the fix)."""
+    def check(self, info: DatasetInfo | None, n_queries: int) -> None:
+        """Validate parameters against the dataset before any job runs (raise ValueError with the fix).
+
+        Args:
+            info: the dataset's image shape and per-class counts (fields ``None`` when not known yet).
+            n_queries: how many affected test points the defender will be handed (``queries.count``).
+        """
 
 
 ATTACKS: Registry[Attack] = Registry("attack")

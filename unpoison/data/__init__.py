@@ -2,22 +2,25 @@
 
 Images stay uint8 (0..255) until a model's own normalisation layer; :func:`to_float` maps them to [0, 1].
 Sources are a registry (:data:`SOURCES`): add a loader function and one entry (and, optionally, a cheap
-per-class counter in :data:`COUNTERS` so poison counts are checked before any job).
+describer in :data:`DESCRIBERS` so the config is checked against the data's shape and class sizes before
+any job without loading every image).
 """
 
-from unpoison.data.core import ImageData, DatasetError, to_float, TensorDataset01
-from unpoison.data.sources import COUNTERS, SOURCES, load_dataset, register_counter, register_source, train_class_counts
-from unpoison.data import torchvision_sources as _torchvision_sources  # noqa: F401  (registers cifar10, cifar100, imagenette, imagefolder)
+from unpoison.data.core import DatasetError, DatasetInfo, ImageData, TensorDataset01, to_float
+from unpoison.data.sources import DESCRIBERS, SOURCES, describe_dataset, load_dataset, register_describer, register_source
+from unpoison.data import torchvision_sources as _torchvision_sources  # noqa: F401  (registers cifar10, cifar100)
+from unpoison.data import folder_sources as _folder_sources  # noqa: F401  (registers imagenette, imagefolder)
 
 __all__ = [
     "ImageData",
     "DatasetError",
     "to_float",
     "TensorDataset01",
+    "DatasetInfo",
     "SOURCES",
-    "COUNTERS",
+    "DESCRIBERS",
     "register_source",
-    "register_counter",
+    "register_describer",
     "load_dataset",
-    "train_class_counts",
+    "describe_dataset",
 ]

@@ -6,22 +6,27 @@ Torchvision sources (CIFAR-10/100, Imagenette, ImageFolder) register themselves 
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from unpoison.data.core import DatasetError, ImageData
+from unpoison.data.core import DatasetError, DatasetInfo, ImageData
 
 Loader = Callable[..., ImageData]
-Counter = Callable[..., np.ndarray | None]
+Describer = Callable[..., DatasetInfo | None]
 SOURCES: dict[str, Loader] = {}
-COUNTERS: dict[str, Counter] = {}
+DESCRIBERS: dict[str, Describer] = {}
 
 
 def register_source(name: str) -> Callable[[Loader], Loader]:
-    """Decorator adding a loader ``f(**settings) -> ImageData`` to :data:`SOURCES`."""
+    """Decorator adding a loader ``f(**settings) -> ImageData`` to :data:`SOURCES`.
+
+    The loader's keyword parameters ARE the source's settings: the config check rejects any other key, so
+    give every parameter a type annotation and a default, and no ``**kwargs``.
+    """
 
     def deco(fn: Loader) -> Loader:
         SOURCES[name] = fn
@@ -30,15 +35,16 @@ def register_source(name: str) -> Callable[[Loader], Loader]:
     return deco
 
 
-def register_counter(name: str) -> Callable[[Counter], Counter]:
-    """Decorator adding a cheap per-class train counter ``f(**settings) -> counts | None`` to :data:`COUNTERS`.
+def register_describer(name: str) -> Callable[[Describer], Describer]:
+    """Decorator adding a cheap ``f(**settings) -> DatasetInfo | None`` to :data:`DESCRIBERS`.
 
-    A counter raises :class:`DatasetError` when the data is missing and cannot be fetched, and returns
-    ``None`` when it cannot count yet (e.g. the files will be downloaded by the prepare rule).
+    A describer raises :class:`DatasetError` when the data is missing (and cannot be fetched) or malformed,
+    and returns ``None`` (or a partial :class:`DatasetInfo`) when it cannot look yet, e.g. files that the
+    prepare rule will download. Sources without one are loaded in full to be described.
     """
 
-    def deco(fn: Counter) -> Counter:
-        COUNTERS[name] = fn
+    def deco(fn: Describer) -> Describer:
+        DESCRIBERS[name] = fn
         return fn
 
     return deco
@@ -51,11 +57,23 @@ def _nhwc_to_tensor(x: np.ndarray, key: str, where: str) -> torch.Tensor:
         x = x[..., None]
     if x.ndim != 4:
         raise DatasetError(f"{where}: array {key!r} must be N×H×W×C (or N×H×W), got shape {x.shape}")
+    if x.shape[-1] not in (1, 3):
+        hint = (
+            "; it looks like N×C×H×W: store it as N×H×W×C (x.transpose(0, 2, 3, 1))"
+            if x.shape[1] in (1, 3) else "; only 1 (grayscale) or 3 (RGB) channels are supported"
+        )
+        raise DatasetError(f"{where}: array {key!r} of shape {x.shape} has {x.shape[-1]} channels in its last axis{hint}")
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
+def _labels_to_tensor(y: np.ndarray, key: str, where: str) -> torch.Tensor:
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)):
+        raise DatasetError(f"{where}: array {key!r} must be a 1-D array of integer class labels, got {y.dtype} of shape {y.shape}")
+    return torch.from_numpy(y.astype(np.int64))
+
+
 @register_source("sklearn_digits")
-def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0, **_: Any) -> ImageData:
+def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0) -> ImageData:
     """scikit-learn's 1,797 8×8 handwritten digits (ships with the package: no download).
 
     Pixels 0..16 are rescaled to uint8 0..255; the train/test split is stratified by class and fixed by
@@ -63,6 +81,11 @@ def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0, **_: An
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
+    if not 0.05 <= test_fraction <= 0.5:
+        raise DatasetError(f"sklearn_digits: test_fraction {test_fraction!r} must be between 0.05 and 0.5 (at least ~90 test images)")
+    if split_seed < 0:
+        raise DatasetError(f"sklearn_digits: split_seed {split_seed!r} must be ≥ 0")
 
     digits = load_digits()
     x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
@@ -95,23 +118,44 @@ def _check_npz_path(path: str | None) -> Path:
     return p
 
 
-@register_source("npz")
-def load_npz(path: str | None = None, **_: Any) -> ImageData:
-    """A user's own arrays: ``x_train``/``x_test`` uint8 N×H×W×C, ``y_train``/``y_test`` integers,
-    optional ``classes`` (names in label order)."""
-    p = _check_npz_path(path)
+def _read_npz(p: Path) -> ImageData:
     with np.load(p, allow_pickle=False) as z:
         missing = [k for k in NPZ_KEYS if k not in z.files]
         if missing:
             raise DatasetError(f"{p}: missing arrays {missing}; a dataset .npz needs {list(NPZ_KEYS)}")
         classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
-        return ImageData(
-            _nhwc_to_tensor(z["x_train"], "x_train", str(p)),
-            torch.from_numpy(z["y_train"].astype(np.int64)),
-            _nhwc_to_tensor(z["x_test"], "x_test", str(p)),
-            torch.from_numpy(z["y_test"].astype(np.int64)),
-            classes,
-        )
+        try:
+            return ImageData(
+                _nhwc_to_tensor(z["x_train"], "x_train", str(p)),
+                _labels_to_tensor(z["y_train"], "y_train", str(p)),
+                _nhwc_to_tensor(z["x_test"], "x_test", str(p)),
+                _labels_to_tensor(z["y_test"], "y_test", str(p)),
+                classes,
+            )
+        except DatasetError as err:
+            msg = str(err)
+            raise (err if msg.startswith(str(p)) else DatasetError(f"{p}: {msg}")) from None
+
+
+@register_source("npz")
+def load_npz(path: str | None = None) -> ImageData:
+    """A user's own arrays: ``x_train``/``x_test`` uint8 N×H×W×C (or N×H×W), ``y_train``/``y_test`` integer
+    labels 0..K−1, optional ``classes`` (K names in label order).
+
+    Raises:
+        DatasetError: the file is missing, unreadable (truncated, not a .npz, pickled objects) or its arrays
+            have the wrong keys, dtypes, shapes, channel counts or label ranges; the message names the file.
+    """
+    p = _check_npz_path(path)
+    try:
+        return _read_npz(p)
+    except DatasetError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise DatasetError(
+            f"{p}: unreadable as a .npz dataset ({type(err).__name__}: {err}); the file is truncated, corrupted or "
+            "not written by numpy.savez — re-create it with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+        ) from err
 
 
 def load_dataset(settings: dict[str, Any]) -> ImageData:
@@ -123,36 +167,25 @@ def load_dataset(settings: dict[str, Any]) -> ImageData:
     return SOURCES[source](**kwargs)
 
 
-def train_class_counts(settings: dict[str, Any]) -> np.ndarray | None:
-    """Per-class training-set sizes, cheaply where possible (used to validate poison counts before any job).
+def describe_dataset(settings: dict[str, Any]) -> DatasetInfo | None:
+    """Image shape and per-class counts of both splits, cheaply where the source allows.
 
-    Dispatches to the source's counter in :data:`COUNTERS`.
+    Used to validate a config before any job (poison counts vs class sizes, triggers vs image size, queries
+    vs affected test images). Sources without a describer are loaded in full, which also validates them.
 
     Args:
         settings: one ``dataset_settings`` entry restricted to the loader's keys (``source``, ``path``, ...).
 
     Returns:
-        Counts indexed by label, or ``None`` for sources that cannot count cheaply, or whose files are
-        missing but will be downloaded (they are checked when poisoning).
+        The dataset's :class:`DatasetInfo` (some fields ``None`` when unknown), or ``None`` when nothing can
+        be known yet (files that the prepare rule will download).
 
     Raises:
         DatasetError: the dataset is missing (and will not be downloaded) or malformed.
     """
-    counter = COUNTERS.get(settings.get("source"))  # type: ignore[arg-type]
-    if counter is None:
-        return None
-    return counter(**{k: v for k, v in settings.items() if k != "source"})
-
-
-@register_counter("npz")
-def _count_npz(path: str | None = None, **_: Any) -> np.ndarray:
-    p = _check_npz_path(path)
-    with np.load(p, allow_pickle=False) as z:
-        if "y_train" not in z.files:
-            raise DatasetError(f"{p}: missing array 'y_train'")
-        return np.bincount(z["y_train"].astype(np.int64))
-
-
-@register_counter("sklearn_digits")
-def _count_sklearn_digits(**settings: Any) -> np.ndarray:
-    return np.bincount(load_sklearn_digits(**settings).y_train.numpy())
+    source = settings.get("source")
+    kwargs = {k: v for k, v in settings.items() if k != "source"}
+    describer = DESCRIBERS.get(source)  # type: ignore[arg-type]
+    if describer is not None:
+        return describer(**kwargs)
+    return load_dataset(settings).info()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unpoison.params import require
 from unpoison.registry import Registry
 
 
@@ -53,6 +54,11 @@ get_detector = DETECTORS.create  # get_detector(name, params) -> Detector
 def intersect_over_points(flags: torch.Tensor) -> np.ndarray:
     """Indices flagged for EVERY test point: ``flags`` is a boolean (q, N) matrix (SPEC: several points)."""
     return torch.nonzero(flags.all(dim=0)).flatten().numpy().astype(np.int64)
+
+
+def check_n_points(n_points: int | None) -> None:
+    """``n_points`` (how many affected test points a detector intersects) is null (all) or ≥ 1."""
+    require(n_points is None or n_points >= 1, "n_points", n_points, "null (every scored test point) or ≥ 1")
 
 
 def select_points(scores: torch.Tensor, n_points: int | None) -> torch.Tensor:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unpoison.detectors.base import Detector, DetectorInputs, intersect_over_points, register_detector, select_points
+from unpoison.detectors.base import (
+    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+)
+from unpoison.params import require
 
 
 def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
@@ -26,6 +29,8 @@ class _DeltaRule(Detector):
 
     def __init__(self, tau: float = 0.0, k: int = 1, n_points: int | None = None) -> None:
         super().__init__(tau=tau, k=k, n_points=n_points)
+        require(k >= 0, "k", k, "≥ 0 (and < influence.n_b)")
+        check_n_points(n_points)
 
     def check(self, n_b: int) -> None:
         k = self.params["k"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from unpoison.detectors.base import Detector, DetectorInputs, intersect_over_points, register_detector, select_points
+from unpoison.detectors.base import (
+    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+)
 
 
 @register_detector("ekfac")
@@ -19,6 +21,7 @@ class EKFACThreshold(Detector):
 
     def __init__(self, threshold: float = 0.0, n_points: int | None = None) -> None:
         super().__init__(threshold=threshold, n_points=n_points)
+        check_n_points(n_points)
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])

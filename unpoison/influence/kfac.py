@@ -30,8 +30,9 @@ from kronfluence.utils.dataset import DataLoaderKwargs
 from torch import nn
 from torch.utils.data import Dataset
 
-from unpoison.device import autocast_dtype
+from unpoison.device import AmpName, autocast_dtype
 from unpoison.influence.task import ClassificationTask
+from unpoison.params import require
 from unpoison.registry import ConfigSettings
 
 FACTORS_NAME = "ekfac"
@@ -43,13 +44,21 @@ class FactorSettings(ConfigSettings):
     """EK-FAC fitting knobs (kronfluence ``FactorArguments``), CPU-safe defaults (config: influence.factors)."""
 
     config_key: ClassVar[str] = "influence.factors"
+    execution_fields: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "pin_memory")
 
-    batch_size: int = 128  # per-device batch for the covariance and lambda stages
-    amp: str = "none"  # none | bf16 | fp16 autocast (GPU)
+    batch_size: int = 128  # per-device batch for the covariance and lambda stages (sums: no effect on results)
+    amp: AmpName = "none"  # none | bf16 | fp16 autocast (GPU)
     covariance_max_examples: int | None = None  # subsample the covariance stage (None = all)
     lambda_max_examples: int | None = None  # subsample the lambda (eigenvalue-correction) stage
     num_workers: int = 0  # DataLoader workers (data are in-memory tensors: 0 is usually fastest)
     pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "≥ 1")
+        for name in ("covariance_max_examples", "lambda_max_examples"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, name, value, "null (all training points) or ≥ 1")
+        require(self.num_workers >= 0, "num_workers", self.num_workers, "≥ 0")
 
     def arguments(self) -> FactorArguments:
         return FactorArguments(
@@ -65,14 +74,24 @@ class ScoreSettings(ConfigSettings):
     """Pairwise-scoring knobs (kronfluence ``ScoreArguments``), CPU-safe defaults (config: influence.scores)."""
 
     config_key: ClassVar[str] = "influence.scores"
+    execution_fields: ClassVar[tuple[str, ...]] = ("train_batch_size", "query_batch_size", "num_workers", "pin_memory")
 
     train_batch_size: int = 128  # per-device training batch while scoring
     query_batch_size: int = 64  # queries whose gradients are computed together; ALL are scored in one pass
-    amp: str = "none"  # none | bf16 | fp16 autocast (GPU)
+    amp: AmpName = "none"  # none | bf16 | fp16 autocast (GPU)
     query_gradient_low_rank: int | None = None  # low-rank query gradients (saves memory), None = exact
     damping_factor: float | None = 1e-8  # kronfluence's default; None = 0.1 × mean eigenvalue (heuristic)
     num_workers: int = 0
     pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        require(self.train_batch_size >= 1, "train_batch_size", self.train_batch_size, "≥ 1")
+        require(self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1")
+        rank = self.query_gradient_low_rank
+        require(rank is None or rank >= 1, "query_gradient_low_rank", rank, "null (exact) or ≥ 1")
+        damping = self.damping_factor
+        require(damping is None or damping >= 0, "damping_factor", damping, "null (heuristic) or ≥ 0")
+        require(self.num_workers >= 0, "num_workers", self.num_workers, "≥ 0")
 
     def arguments(self, n_queries: int) -> ScoreArguments:
         steps = max(1, math.ceil(n_queries / self.query_batch_size))

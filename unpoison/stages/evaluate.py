@@ -19,11 +19,11 @@ def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str) 
 
 def evaluate_model(
     model: str, clean: str, truth: str, attack: str, attack_params: dict[str, Any], device: str,
-    ids: dict[str, Any], out: str,
+    ids: dict[str, Any], out: str, batch_size: int = 512,
 ) -> None:
     """Clean accuracy and PSR of a model; ``seconds`` is the unlearning time from its meta file (0 if none)."""
     net, _ = load_checkpoint(model)
-    m = model_metrics(net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), resolve_device(device))
+    m = model_metrics(net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), resolve_device(device), batch_size)
     meta = meta_path(model)
     seconds = float(load_json(meta).get("seconds", 0.0)) if meta.exists() and ids.get("unlearner", "none") != "none" else 0.0
     save_json({**ids, **m, "seconds": seconds}, out)

@@ -40,12 +40,14 @@ def train(
 
 
 def queries(
-    clean: str, truth: str, model: str, attack: str, attack_params: dict[str, Any], count: int, seed: int, device: str, out: str
+    clean: str, truth: str, model: str, attack: str, attack_params: dict[str, Any], count: int, seed: int, device: str,
+    out: str, batch_size: int = 512,
 ) -> None:
     """Pick ``count`` affected test points the model misclassifies as the target (the scenario's oracle)."""
     net, _ = load_checkpoint(model)
     chosen = select_queries(
-        net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), count, seed, resolve_device(device)
+        net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), count, seed, resolve_device(device),
+        batch_size,
     )
     save_torch(chosen, out)
     save_meta(out, count=count, seed=seed, test_index=chosen["test_index"])

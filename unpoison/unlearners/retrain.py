@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from unpoison.models import build_model
+from unpoison.params import bind_params
 from unpoison.training import TrainRecipe, train_model
 from unpoison.unlearners.base import UnlearnInputs, Unlearner, register_unlearner
 
@@ -43,6 +45,12 @@ class CatastrophicForgetting(Unlearner):
     ``params`` override the original recipe (e.g. ``epochs``, ``lr``, ``milestones``); with none, the full
     original recipe runs from the trained weights, as in the Δ-Influence reference code.
     """
+
+    @classmethod
+    def bind_params(cls, params: dict[str, Any] | None, key: str) -> dict[str, Any]:
+        """The given recipe overrides, checked against :class:`TrainRecipe`'s keys and types."""
+        full = bind_params(TrainRecipe, params, key)
+        return {k: full[k] for k in sorted(params or {})}
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         recipe: TrainRecipe = replace(inputs.recipe, **self.params)
