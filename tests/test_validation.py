@@ -206,7 +206,7 @@ def test_bad_data_file_is_refused_before_any_job_naming_the_file(tmp_path, case)
         path.write_text("these are not the arrays you are looking for")
     elif case != "absent file":
         np.savez(path, **_corrupt(case, _arrays()))
-    assert_refused(tmp_path, _npz_config(path), f"dataset_settings.mine: ")
+    assert_refused(tmp_path, _npz_config(path), "dataset_settings.mine: ")
     assert_refused(tmp_path, _npz_config(path), DATA_CASES[case])
     assert_refused(tmp_path, _npz_config(path), str(path))
 

@@ -2,7 +2,6 @@
 and the SLURM profile's resources. One real run (about a minute on 2 cores) serves every test here."""
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
