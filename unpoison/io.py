@@ -2,7 +2,9 @@
 
 Every writer goes through a temporary file in the destination directory followed by ``os.replace``, so a
 crash never leaves a half-written artifact behind. Tensors and checkpoints are loaded with
-``weights_only=True``: no arbitrary object is ever unpickled.
+``weights_only=True``: no arbitrary object is ever unpickled. An artifact that cannot be read (truncated by
+a full disk or a killed copy, or not a torch file) raises :class:`UnreadableArtifactError` naming the file
+and the rule that makes it.
 """
 
 from __future__ import annotations
@@ -39,9 +41,53 @@ def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
         torch.save(obj, tmp)
 
 
-def load_torch(path: str | os.PathLike[str]) -> Any:
-    """Load an artifact written by :func:`save_torch` on CPU, refusing arbitrary pickled objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+class UnreadableArtifactError(RuntimeError):
+    """An artifact exists but cannot be read; the message names the file and the rule that makes it."""
+
+
+def producing_rule(path: str | os.PathLike[str]) -> str | None:
+    """The workflow rule that writes the artifact at ``path`` (by its file name), or None if unknown."""
+    path = Path(path)
+    if path.suffix == ".pt" and "unlearned" in path.parent.parts:
+        return "unlearn"
+    if path.suffix == ".pt" and path.parent.name == "scores":
+        return "score_probes"
+    return _RULE_BY_NAME.get(path.name)
+
+
+_RULE_BY_NAME = {
+    "clean.pt": "prepare_dataset",
+    "poisoned.pt": "poison_dataset",
+    "model.pt": "train_model",
+    "queries.pt": "select_queries",
+}
+
+
+def unreadable(path: str | os.PathLike[str], what: str = "truncated or not a torch file") -> UnreadableArtifactError:
+    """The error for an artifact at ``path`` that cannot be used: delete it, re-run, and which rule makes it."""
+    rule = producing_rule(path)
+    made_by = f"; it is made by rule {rule}" if rule else ""
+    return UnreadableArtifactError(f"{path} is unreadable ({what}): delete it and re-run{made_by}")
+
+
+def load_torch(path: str | os.PathLike[str], mmap: bool = False) -> Any:
+    """Load an artifact written by :func:`save_torch` on CPU, refusing arbitrary pickled objects.
+
+    Args:
+        path: the artifact.
+        mmap: memory-map the tensors instead of reading them (cheap when only part is needed).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnreadableArtifactError: the file is truncated, not a torch file, or holds pickled objects.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):  # not the content's fault
+        raise
+    except Exception as err:  # damaged content: RuntimeError, EOFError, UnpicklingError, struct.error, OSError
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise unreadable(path, f"truncated or not a torch file: {detail}") from err
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -8,7 +8,7 @@ import torch
 
 from unpoison.attacks import get_attack
 from unpoison.device import resolve_device
-from unpoison.io import load_json, save_meta, save_torch
+from unpoison.io import load_json, load_torch, save_meta, save_torch
 from unpoison.models import build_model, load_checkpoint, save_checkpoint
 from unpoison.queries import select_queries
 from unpoison.stages.data import load_clean, load_poisoned
@@ -20,7 +20,7 @@ def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
 
     ``clean.pt`` is memory-mapped: only the class names and the image shape are read, not the images.
     """
-    d = torch.load(clean, map_location="cpu", weights_only=True, mmap=True)
+    d = load_torch(clean, mmap=True)
     options = {k: v for k, v in model.items() if k != "name"}
     return {"name": model["name"], "num_classes": len(d["classes"]), "in_channels": int(d["x_train"].shape[1]), "options": options}
 
