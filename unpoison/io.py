@@ -9,10 +9,10 @@ and the rule that makes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,18 +20,22 @@ import numpy as np
 import torch
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    The temporary file is removed whatever ends the block (exception, KeyboardInterrupt, SIGTERM under
+    :func:`unpoison.runtime.logged`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+    finally:  # also on KeyboardInterrupt and on SIGTERM turned into an exception (unpoison.runtime)
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
 
 
