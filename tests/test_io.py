@@ -1,11 +1,16 @@
-"""Artifact I/O: unreadable artifacts name themselves and their rule."""
+"""Artifact I/O: unreadable artifacts name themselves and their rule; artifacts follow the umask."""
 
+import os
 import re
+import stat
 
+import numpy as np
 import pytest
 import torch
 
-from unpoison.io import UnreadableArtifactError, load_torch, save_torch
+from unpoison.data import TensorDataset01
+from unpoison.influence import FactorSettings, fit_factors
+from unpoison.io import UnreadableArtifactError, current_umask, load_torch, save_json, save_npy, save_torch
 from unpoison.models import build_model, load_checkpoint, save_checkpoint
 from unpoison.stages.model import model_spec
 
@@ -77,3 +82,35 @@ def test_model_spec_reads_a_damaged_clean_pt_with_the_rule_named(tmp_path):
     _truncate(clean)
     with pytest.raises(UnreadableArtifactError, match="rule prepare_dataset"):
         model_spec({"name": "digits_cnn"}, str(clean))
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    assert current_umask() == umask
+    save_torch({"x": torch.zeros(2)}, tmp_path / "a.pt")
+    save_json({"a": 1}, tmp_path / "a.json")
+    save_npy(np.arange(3), tmp_path / "a.npy")
+    files = 0o644 if umask == 0o022 else 0o640
+    assert {p.name: _mode(p) for p in tmp_path.iterdir()} == {"a.pt": files, "a.json": files, "a.npy": files}
+
+
+def test_factor_directory_follows_the_umask(tmp_path, umask):
+    x = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = build_model("digits_cnn", 10, 1, {"width": 4}).eval()
+    out = tmp_path / "ekfac"
+    fit_factors(model, TensorDataset01(x, torch.arange(32) % 10), out, FactorSettings(batch_size=32), torch.device("cpu"))
+    assert _mode(out) == (0o755 if umask == 0o022 else 0o750)
+    modes = {p.name: _mode(p) for p in out.iterdir()}
+    assert "lambda_matrix.safetensors" in modes  # safetensors alone would write these 0600
+    assert set(modes.values()) == {0o644 if umask == 0o022 else 0o640}

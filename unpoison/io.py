@@ -20,9 +20,46 @@ import numpy as np
 import torch
 
 
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` (Linux) without changing it.
+
+    Elsewhere it is read by setting and restoring it, which is racy only against threads creating files
+    at that instant (none do in a job).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (a file, or a directory tree) the permissions a plain ``open``/``mkdir`` would have.
+
+    ``tempfile.mkstemp`` makes 0600 files, ``TemporaryDirectory`` 0700 directories and safetensors writes
+    0600 files, so artifacts made through them would be unreadable to collaborators sharing a results
+    directory: files get ``0o666 & ~umask`` and directories ``0o777 & ~umask`` (0644/0755 at umask 022).
+    """
+    mask = current_umask()
+    path = Path(path)
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    The artifact gets the permissions of a plain ``open`` under the process's umask (see :func:`apply_umask`).
 
     The temporary file is removed whatever ends the block (exception, KeyboardInterrupt, SIGTERM under
     :func:`unpoison.runtime.logged`).
@@ -33,6 +70,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         os.close(fd)
         yield Path(tmp)
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     finally:  # also on KeyboardInterrupt and on SIGTERM turned into an exception (unpoison.runtime)
         with contextlib.suppress(FileNotFoundError):

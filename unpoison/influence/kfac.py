@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from unpoison.device import autocast_dtype
 from unpoison.influence.task import ClassificationTask
+from unpoison.io import apply_umask
 from unpoison.registry import ConfigSettings
 
 FACTORS_NAME = "ekfac"
@@ -129,6 +130,7 @@ def fit_factors(
                 overwrite_output_dir=True,
             )
         built = analyzer.factors_output_dir(FACTORS_NAME)
+        apply_umask(built)  # safetensors writes 0600 files: make them readable like any other artifact
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(built, out_dir)
