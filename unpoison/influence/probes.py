@@ -25,6 +25,7 @@ import torch
 from torchvision.transforms import v2
 
 from unpoison.data import to_float
+from unpoison.seeding import stage_rng
 
 PROBES = ("both", "label", "image")  # transformed probes; "base" (the query alone) is always scored
 
@@ -101,7 +102,8 @@ def build_probe_set(
 
     Args:
         x: uint8 q×C×H×W test images (the affected points); y: their query labels (the model's predictions).
-        num_classes: number of classes; n_b: transforms per point; seed: all draws come from it.
+        num_classes: number of classes; n_b: transforms per point; seed: the run's seed (all draws come
+            from its ``probes`` stream).
         probes: which of :data:`PROBES` to build.
     """
     unknown = [p for p in probes if p not in PROBES]
@@ -112,7 +114,7 @@ def build_probe_set(
     q, c, h, w = x.shape
     families = augmentation_families(min(h, w), c)
     names = sorted(families)
-    rng = np.random.default_rng(seed)
+    rng = stage_rng(seed, "probes")
     base = to_float(x)
     labels_rand = np.zeros((q, n_b), dtype=np.int64)
     aug_names: list[list[str]] = []

@@ -11,6 +11,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_torch, save_meta, save_torch
 from unpoison.models import build_model, load_checkpoint, save_checkpoint
 from unpoison.queries import select_queries
+from unpoison.seeding import stage_seed
 from unpoison.stages.data import load_clean, load_poisoned
 from unpoison.training import TrainRecipe, train_model
 
@@ -28,13 +29,14 @@ def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
 def train(
     clean: str, poisoned: str, model: dict[str, Any], recipe: dict[str, Any], seed: int, device: str, out: str, log=None
 ) -> None:
-    """Train a model from scratch (init and data order from ``seed``) on the poisoned training set."""
+    """Train a model from scratch on the poisoned training set; initialisation and data order come from
+    ``seed``'s ``train/init`` and ``train/order`` streams."""
     spec = model_spec(model, clean)
     x, y = load_poisoned(poisoned)
     dev = resolve_device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(stage_seed(seed, "train/init"))
     net = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
-    summary = train_model(net, x, y, TrainRecipe.from_dict(recipe), seed, dev, log)
+    summary = train_model(net, x, y, TrainRecipe.from_dict(recipe), stage_seed(seed, "train/order"), dev, log)
     save_checkpoint(out, net, spec)
     save_meta(out, spec=spec, recipe=recipe, seed=seed, device=str(dev), **summary)
 
