@@ -66,3 +66,62 @@ def test_missing_factors_directory_is_named(fitted, tmp_path):
     model, _, x, y = fitted
     with pytest.raises(FileNotFoundError, match="fit_ekfac"):
         score_queries(model, tmp_path / "none", TensorDataset01(x[:1], y[:1]), TensorDataset01(x[:4], y[:4]), ScoreSettings(), DEV)
+
+
+class RecordingDataset(TensorDataset01):
+    """Remembers which indices kronfluence reads, in order."""
+
+    def __init__(self, x, y):
+        super().__init__(x, y)
+        self.seen: list[int] = []
+
+    def __getitem__(self, i):
+        self.seen.append(int(i))
+        return super().__getitem__(i)
+
+
+def _factor(path, name):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / f"{name}.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def sorted_digits(digits):
+    """300 digits sorted by label (like the class-sorted CIFAR-10 subset) and an untrained small CNN."""
+    order = torch.argsort(digits.y_train[:300], stable=True)
+    torch.manual_seed(0)
+    return build_model("digits_cnn", 10, 1, {"width": 4}).eval(), digits.x_train[:300][order], digits.y_train[:300][order]
+
+
+def test_capped_lambda_stage_sees_a_random_subset_and_covariance_still_sees_all(sorted_digits, tmp_path):
+    model, x, y = sorted_digits
+    n, cap = len(y), 60
+    data = RecordingDataset(x, y)
+    fit_factors(model, data, tmp_path / "capped", FactorSettings(batch_size=64, lambda_max_examples=cap), DEV, seed=0)
+    covariance, lam = data.seen[:n], data.seen[n:]
+    assert sorted(covariance) == list(range(n))  # the uncapped stage still sums over every point
+    assert len(lam) == len(set(lam)) == cap
+    assert len(set(y[lam].tolist())) >= 6  # kronfluence alone: the first 60 sorted points, classes 0-1 only
+    full = RecordingDataset(x, y)
+    fit_factors(model, full, tmp_path / "full", FactorSettings(batch_size=64), DEV, seed=0)
+    # activation covariances do not depend on the sampled Fisher labels: a sum over the same points in
+    # another order agrees up to float32 rounding
+    a = _factor(tmp_path / "capped", "activation_covariance")
+    b = _factor(tmp_path / "full", "activation_covariance")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
+def test_uncapped_fit_keeps_the_training_order(sorted_digits, tmp_path):
+    model, x, y = sorted_digits
+    n = len(y)
+    fits = {}
+    for label, settings in {"none": FactorSettings(batch_size=64), "above_n": FactorSettings(batch_size=64, covariance_max_examples=n, lambda_max_examples=5 * n)}.items():
+        data = RecordingDataset(x, y)
+        fit_factors(model, data, tmp_path / label, settings, DEV, seed=0)
+        assert data.seen == list(range(n)) * 2  # covariance then lambda, in the dataset's order
+        fits[label] = {f: _factor(tmp_path / label, f) for f in ("gradient_covariance", "lambda_matrix")}
+    for f, tensors in fits["none"].items():
+        for name, t in tensors.items():
+            assert torch.equal(t, fits["above_n"][f][name]), (f, name)

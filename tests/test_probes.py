@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from unpoison.influence.probes import augmentation_families, build_probe_set, draw_random_labels
 
@@ -54,3 +55,23 @@ def test_invalid_n_b_and_probe_are_refused():
         build_probe_set(x, torch.tensor([0]), 10, 0, seed=0)
     with pytest.raises(ValueError, match="unknown probes"):
         build_probe_set(x, torch.tensor([0]), 10, 3, seed=0, probes=("rotate",))
+
+
+@pytest.mark.parametrize("side, kernels, sigma, elastic_sigma", [(160, {5, 7, 9}, (8.0, 10.0), 5.0), (32, {5, 7, 9}, (8.0, 10.0), 5.0), (8, {3}, (2.0, 2.5), 1.25)])
+def test_blur_and_elastic_scale_down_for_small_images_only(monkeypatch, side, kernels, sigma, elastic_sigma):
+    drawn = []
+    real_blur = v2.GaussianBlur
+
+    def recording_blur(kernel_size, sigma):
+        drawn.append((kernel_size, tuple(sigma)))
+        return real_blur(kernel_size, sigma)
+
+    monkeypatch.setattr(v2, "GaussianBlur", recording_blur)
+    families = augmentation_families(side, 1)
+    torch.manual_seed(0)
+    x = torch.rand(1, side, side)
+    for _ in range(30):
+        assert families["gaussian_blur"](x).shape == x.shape
+    assert {k for k, _ in drawn} == kernels  # 160 px: the reference's 5-9 px, not 25-45 px
+    assert {s for _, s in drawn} == {sigma}
+    assert list(families["elastic"].sigma) == [elastic_sigma, elastic_sigma]

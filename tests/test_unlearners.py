@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 from unpoison.models import build_model
+from unpoison.seeding import stage_seed
 from unpoison.training import TrainRecipe, train_model
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -23,9 +24,9 @@ def test_eu_equals_training_from_scratch_on_the_retain_set(digits):
     unlearned = get_unlearner("eu").unlearn(inputs)
     keep = inputs.retain_mask()
     assert int(keep.sum()) == len(digits.y_train) - len(forget) and not keep[forget].any()
-    torch.manual_seed(0)
+    torch.manual_seed(stage_seed(0, "unlearn/eu/init"))
     reference = build_model("digits_cnn", 10, 1, {"width": 4})
-    train_model(reference, digits.x_train[keep], digits.y_train[keep], RECIPE, 0, DEV)
+    train_model(reference, digits.x_train[keep], digits.y_train[keep], RECIPE, stage_seed(0, "unlearn/eu/order"), DEV)
     for a, b in zip(unlearned.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(a, b)
 

@@ -1,6 +1,7 @@
 """End to end: a tiny digits run through Snakemake, then what a changed setting re-runs, determinism,
 and the SLURM profile's resources. One real run (about a minute on 2 cores) serves every test here."""
 
+import os
 import re
 import subprocess
 import sys
@@ -152,3 +153,21 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         res = block.split("resources:")[1].splitlines()[0]
         assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)
+
+
+def test_failing_job_writes_its_traceback_to_the_rule_log(tmp_path):
+    """A train_model job on an unreadable clean.pt fails; its log holds the traceback and the message."""
+    run = tmp_path / RUN
+    run.mkdir(parents=True)
+    planted = [tmp_path / "results/digits/clean.pt", run / "poisoned.pt", run / "truth.json"]
+    for i, path in enumerate(planted):
+        path.write_bytes(b"not a torch file")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))  # each older than what is made from it
+    # mtime only: files without Snakemake metadata would otherwise count as "code changed" and be rebuilt
+    proc = snakemake(tmp_path, "--rerun-triggers", "mtime", "--cores", "1", str(RUN / "model.pt"))
+    assert proc.returncode != 0
+    log = (run / "logs/train_model.log").read_text()
+    assert "Traceback (most recent call last)" in log
+    assert "clean.pt is unreadable" in log and "prepare_dataset" in log
+    assert "clean.pt is unreadable" in proc.stdout + proc.stderr  # the console still shows it
+    assert not (run / "model.pt").exists()

@@ -2,15 +2,17 @@
 
 Every writer goes through a temporary file in the destination directory followed by ``os.replace``, so a
 crash never leaves a half-written artifact behind. Tensors and checkpoints are loaded with
-``weights_only=True``: no arbitrary object is ever unpickled.
+``weights_only=True``: no arbitrary object is ever unpickled. An artifact that cannot be read (truncated by
+a full disk or a killed copy, or not a torch file) raises :class:`UnreadableArtifactError` naming the file
+and the rule that makes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,18 +20,60 @@ import numpy as np
 import torch
 
 
-@contextmanager
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` (Linux) without changing it.
+
+    Elsewhere it is read by setting and restoring it, which is racy only against threads creating files
+    at that instant (none do in a job).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (a file, or a directory tree) the permissions a plain ``open``/``mkdir`` would have.
+
+    ``tempfile.mkstemp`` makes 0600 files, ``TemporaryDirectory`` 0700 directories and safetensors writes
+    0600 files, so artifacts made through them would be unreadable to collaborators sharing a results
+    directory: files get ``0o666 & ~umask`` and directories ``0o777 & ~umask`` (0644/0755 at umask 022).
+    """
+    mask = current_umask()
+    path = Path(path)
+    if not path.is_dir():
+        os.chmod(path, 0o666 & ~mask)
+        return
+    os.chmod(path, 0o777 & ~mask)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    The artifact gets the permissions of a plain ``open`` under the process's umask (see :func:`apply_umask`).
+
+    The temporary file is removed whatever ends the block (exception, KeyboardInterrupt, SIGTERM under
+    :func:`unpoison.runtime.logged`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        os.close(fd)
         yield Path(tmp)
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+    finally:  # also on KeyboardInterrupt and on SIGTERM turned into an exception (unpoison.runtime)
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
 
 
@@ -39,9 +83,53 @@ def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
         torch.save(obj, tmp)
 
 
-def load_torch(path: str | os.PathLike[str]) -> Any:
-    """Load an artifact written by :func:`save_torch` on CPU, refusing arbitrary pickled objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+class UnreadableArtifactError(RuntimeError):
+    """An artifact exists but cannot be read; the message names the file and the rule that makes it."""
+
+
+def producing_rule(path: str | os.PathLike[str]) -> str | None:
+    """The workflow rule that writes the artifact at ``path`` (by its file name), or None if unknown."""
+    path = Path(path)
+    if path.suffix == ".pt" and "unlearned" in path.parent.parts:
+        return "unlearn"
+    if path.suffix == ".pt" and path.parent.name == "scores":
+        return "score_probes"
+    return _RULE_BY_NAME.get(path.name)
+
+
+_RULE_BY_NAME = {
+    "clean.pt": "prepare_dataset",
+    "poisoned.pt": "poison_dataset",
+    "model.pt": "train_model",
+    "queries.pt": "select_queries",
+}
+
+
+def unreadable(path: str | os.PathLike[str], what: str = "truncated or not a torch file") -> UnreadableArtifactError:
+    """The error for an artifact at ``path`` that cannot be used: delete it, re-run, and which rule makes it."""
+    rule = producing_rule(path)
+    made_by = f"; it is made by rule {rule}" if rule else ""
+    return UnreadableArtifactError(f"{path} is unreadable ({what}): delete it and re-run{made_by}")
+
+
+def load_torch(path: str | os.PathLike[str], mmap: bool = False) -> Any:
+    """Load an artifact written by :func:`save_torch` on CPU, refusing arbitrary pickled objects.
+
+    Args:
+        path: the artifact.
+        mmap: memory-map the tensors instead of reading them (cheap when only part is needed).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnreadableArtifactError: the file is truncated, not a torch file, or holds pickled objects.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):  # not the content's fault
+        raise
+    except Exception as err:  # damaged content: RuntimeError, EOFError, UnpicklingError, struct.error, OSError
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise unreadable(path, f"truncated or not a torch file: {detail}") from err
 
 
 def _to_jsonable(obj: Any) -> Any:

@@ -220,11 +220,21 @@ def save_checkpoint(path: str, model: nn.Module, spec: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_checkpoint` (loaded with ``weights_only=True``), in eval mode."""
-    from unpoison.io import load_torch
+    """Rebuild a model saved by :func:`save_checkpoint` (loaded with ``weights_only=True``), in eval mode.
+
+    Raises:
+        unpoison.io.UnreadableArtifactError: the file is truncated, not a torch file, or not a checkpoint
+            of :func:`save_checkpoint` (the message names the file and the rule that makes it).
+    """
+    from unpoison.io import load_torch, unreadable
 
     ckpt = load_torch(path)
+    if not isinstance(ckpt, dict) or not {"spec", "state_dict"} <= ckpt.keys():
+        raise unreadable(path, "not a checkpoint: no spec and state_dict")
     spec = ckpt["spec"]
     model = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec.get("options"))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise unreadable(path, f"its weights do not fit its spec {spec}: {str(err).splitlines()[0]}") from err
     return model.eval(), spec

@@ -15,6 +15,7 @@ from torch import nn
 
 from unpoison.attacks import Attack
 from unpoison.data import ImageData
+from unpoison.seeding import stage_rng
 from unpoison.training import predict
 
 
@@ -32,7 +33,8 @@ def select_queries(
     device: torch.device,
     batch_size: int = 512,
 ) -> dict[str, torch.Tensor]:
-    """Pick ``count`` affected test inputs the model classifies as the attacker's target, by ``seed``.
+    """Pick ``count`` affected test inputs the model classifies as the attacker's target, by ``seed``
+    (its ``queries`` stream).
 
     Returns:
         {"x": uint8 images, "labels": the model's predictions (= target), "test_index": positions among
@@ -46,7 +48,7 @@ def select_queries(
             f"only {len(hit)} affected test points are classified as the target (queries.count = {count}): "
             "the attack did not take; raise the poison count or training epochs, or lower queries.count"
         )
-    rng = np.random.default_rng(seed)
+    rng = stage_rng(seed, "queries")
     chosen = np.sort(rng.choice(hit, size=count, replace=False))
     idx = torch.from_numpy(chosen)
     return {"x": x_aff[idx].clone(), "labels": pred[idx].clone(), "test_index": idx}

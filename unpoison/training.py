@@ -76,8 +76,9 @@ def train_model(
 ) -> dict[str, Any]:
     """Train ``model`` in place on uint8 images ``x`` with labels ``y``; return a summary.
 
-    Shuffling and augmentation draw from a generator seeded with ``seed``; model initialisation is the
-    caller's (seed it before building the model). Data stays on ``device`` as uint8 to save memory.
+    Shuffling and augmentation draw from a generator seeded with ``seed`` (callers pass a stage seed of
+    :mod:`unpoison.seeding`, e.g. ``train/order``); model initialisation is the caller's (seed it before
+    building the model). Data stays on ``device`` as uint8 to save memory.
     """
     gen = torch.Generator().manual_seed(seed)
     model.to(device)

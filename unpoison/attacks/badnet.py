@@ -95,7 +95,7 @@ class BadNet(Attack):
                 )
 
     def poison(self, data: ImageData, seed: int) -> PoisonResult:
-        rng = np.random.default_rng(seed)
+        rng = self.rng(seed)
         victim, target = draw_victim_target(data.num_classes, rng)
         pool = np.flatnonzero(data.y_train.numpy() == victim)
         count = self.params["count"]

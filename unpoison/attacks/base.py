@@ -11,6 +11,7 @@ import torch
 
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.registry import Registry
+from unpoison.seeding import stage_rng
 
 
 @dataclass
@@ -32,7 +33,12 @@ class Attack(ABC):
 
     @abstractmethod
     def poison(self, data: ImageData, seed: int) -> PoisonResult:
-        """Poison ``data``'s training set; victim/target classes and poison indices are drawn from ``seed``."""
+        """Poison ``data``'s training set; victim/target classes and poison indices are drawn from ``seed``
+        through :meth:`rng`."""
+
+    def rng(self, seed: int) -> np.random.Generator:
+        """The attack's own random stream (``poison``) of the run with ``seed``, independent of other stages'."""
+        return stage_rng(seed, "poison")
 
     @abstractmethod
     def affected_test(self, data: ImageData, truth: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

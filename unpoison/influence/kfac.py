@@ -8,7 +8,12 @@ kronfluence facts this module relies on (verified on kronfluence 1.0.1, torch 2.
   * without an explicit batch size it searches from 4096 down, which is slow on CPU: we always pass one;
   * query gradients for ``query_batch_size`` queries are accumulated
     (``query_gradient_accumulation_steps``) so ALL queries are scored in a single pass over the training
-    set; memory grows with (#queries × #parameters), see ``query_gradient_low_rank``.
+    set; memory grows with (#queries × #parameters), see ``query_gradient_low_rank``;
+  * ``covariance_max_examples`` / ``lambda_max_examples`` make a stage use the FIRST n examples of the
+    dataset (``FactorComputer`` partitions ``range(n)``), not a random sample. Datasets are often sorted by
+    class (the CIFAR-10 subset is), so with a cap we hand kronfluence the training set in a random order
+    drawn from the fit's own seed stream (``factors``): each capped stage sees a uniform random subset,
+    and an uncapped stage still sums over every example. Without a cap the order is left alone.
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from kronfluence.analyzer import Analyzer, prepare_model
 from kronfluence.arguments import FactorArguments, ScoreArguments
 from kronfluence.utils.dataset import DataLoaderKwargs
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from unpoison.device import AmpName, autocast_dtype
 from unpoison.influence.task import ClassificationTask
+from unpoison.io import apply_umask
 from unpoison.params import require
 from unpoison.registry import ConfigSettings
+from unpoison.seeding import stage_rng
 
 FACTORS_NAME = "ekfac"
 _ANALYSIS = "analysis"
@@ -48,8 +56,10 @@ class FactorSettings(ConfigSettings):
 
     batch_size: int = 128  # per-device batch for the covariance and lambda stages (sums: no effect on results)
     amp: AmpName = "none"  # none | bf16 | fp16 autocast (GPU)
-    covariance_max_examples: int | None = None  # subsample the covariance stage (None = all)
-    lambda_max_examples: int | None = None  # subsample the lambda (eigenvalue-correction) stage
+    # Subsample the covariance / lambda (eigenvalue-correction) stage to a uniform random subset of this
+    # many training points, drawn by the seed (None = all). kronfluence alone would take the first n.
+    covariance_max_examples: int | None = None
+    lambda_max_examples: int | None = None
     num_workers: int = 0  # DataLoader workers (data are in-memory tensors: 0 is usually fastest)
     pin_memory: bool = False
 
@@ -121,6 +131,15 @@ def _analyzer(
     return analyzer
 
 
+def subsample_order(n: int, settings: FactorSettings, rng: np.random.Generator) -> np.ndarray | None:
+    """The order to hand kronfluence the ``n`` training points in: a random permutation when a cap of
+    ``settings`` subsamples a stage (kronfluence takes the first examples), else None (keep the order)."""
+    caps = [c for c in (settings.covariance_max_examples, settings.lambda_max_examples) if c is not None]
+    if not caps or min(caps) >= n:
+        return None
+    return rng.permutation(n)
+
+
 def fit_factors(
     model: nn.Module,
     train: Dataset,
@@ -131,23 +150,30 @@ def fit_factors(
 ) -> None:
     """Fit EK-FAC factors (covariances, eigendecomposition, eigenvalue corrections) on ``train``.
 
-    The true-Fisher labels are sampled from the model, seeded by ``seed``. The factors land in ``out_dir``
-    (a directory), moved there only once complete.
+    The true-Fisher labels are sampled from the model and, when ``settings`` caps a stage, the subsample is
+    a uniform random one (see :func:`subsample_order`); both draw from the run's ``factors`` stream of
+    ``seed``. The factors land in ``out_dir`` (a directory), moved there only once complete; a temporary
+    directory beside it (``.ekfac.*``) is removed whatever happens.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    rng = stage_rng(seed, "factors")
+    fisher_seed = int(rng.integers(2**63))
+    order = subsample_order(len(train), settings, rng)
+    dataset = train if order is None else Subset(train, order.tolist())
     with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".ekfac.") as tmp:
         analyzer = _analyzer(model, Path(tmp), device, settings)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.manual_seed(fisher_seed)
             analyzer.fit_all_factors(
                 factors_name=FACTORS_NAME,
-                dataset=train,
+                dataset=dataset,
                 per_device_batch_size=settings.batch_size,
                 factor_args=settings.arguments(),
                 overwrite_output_dir=True,
             )
         built = analyzer.factors_output_dir(FACTORS_NAME)
+        apply_umask(built)  # safetensors writes 0600 files: make them readable like any other artifact
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(built, out_dir)

@@ -9,8 +9,10 @@ uniformly from seven families. Three probes share the same draws so the ablation
   * ``image`` — augmented image + original label (image-only ablation).
 
 Augmentations act on [0, 1] images before the model's normalisation (the reference code applied them
-after normalisation: a bug, fixed here). On small images, blur kernels and the elastic smoothing sigma
-are scaled by side/32 so they stay valid (8×8 digits: 3×3 blur, elastic sigma 1.25).
+after normalisation: a bug, fixed here). The reference's settings are for 32×32 CIFAR images: blur kernels
+of 5-9 px with sigma 8-10, elastic sigma 5. Images smaller than 32 px get them scaled DOWN by side/32 so
+they stay valid (8×8 digits: 3×3 blur, sigma 2-2.5, elastic sigma 1.25); larger images (Imagenette at
+160 px) keep the reference's values, as the reference did, rather than 25-45 px kernels.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torchvision.transforms import v2
 
 from unpoison.data import to_float
+from unpoison.seeding import stage_rng
 
 PROBES = ("both", "label", "image")  # transformed probes; "base" (the query alone) is always scored
 
@@ -34,21 +37,26 @@ def _odd(v: float) -> int:
     return k if k % 2 == 1 else k - 1 if k - 1 >= 3 else 3
 
 
+def blur_kernel_sizes(image_size: int) -> list[int]:
+    """Odd Gaussian-blur kernel sizes drawn from: the reference's 5-9 px, scaled down below 32 px (min 3)."""
+    s = min(1.0, image_size / 32.0)
+    return list(range(_odd(5 * s), _odd(9 * s) + 1, 2))
+
+
 def augmentation_families(image_size: int, channels: int) -> dict[str, Augment]:
-    """The seven augmentation families at the reference's settings, scaled to ``image_size`` where needed.
+    """The seven augmentation families at the reference's settings, scaled down for images under 32 px.
 
     ``color_switch`` (swap R and G) needs three channels and is left out for grayscale images.
     """
-    s = image_size / 32.0
-    k_lo, k_hi = _odd(5 * s), _odd(9 * s)
-    kernels = list(range(k_lo, k_hi + 1, 2))
+    s = min(1.0, image_size / 32.0)  # scale the reference's 32-px settings down, never up
+    kernels = blur_kernel_sizes(image_size)
     families: dict[str, Augment] = {
         "hflip": v2.RandomHorizontalFlip(p=1.0),
         "affine": v2.RandomAffine(degrees=180, scale=(1.0, 2.0), shear=10),
         "color_jitter": v2.ColorJitter(brightness=(0.9, 1.1), contrast=(0.9, 1.1), saturation=(0.6, 1.4), hue=(-0.1, 0.1)),
-        "elastic": v2.ElasticTransform(alpha=150.0, sigma=5.0 * min(1.0, s)),
+        "elastic": v2.ElasticTransform(alpha=150.0, sigma=5.0 * s),
         "gaussian_blur": lambda x: v2.GaussianBlur(
-            kernel_size=kernels[int(torch.randint(len(kernels), (1,)))], sigma=(8.0 * min(1.0, s), 10.0 * min(1.0, s))
+            kernel_size=kernels[int(torch.randint(len(kernels), (1,)))], sigma=(8.0 * s, 10.0 * s)
         )(x),
         "invert": v2.RandomInvert(p=1.0),
     }
@@ -94,7 +102,8 @@ def build_probe_set(
 
     Args:
         x: uint8 q×C×H×W test images (the affected points); y: their query labels (the model's predictions).
-        num_classes: number of classes; n_b: transforms per point; seed: all draws come from it.
+        num_classes: number of classes; n_b: transforms per point; seed: the run's seed (all draws come
+            from its ``probes`` stream).
         probes: which of :data:`PROBES` to build.
     """
     unknown = [p for p in probes if p not in PROBES]
@@ -105,7 +114,7 @@ def build_probe_set(
     q, c, h, w = x.shape
     families = augmentation_families(min(h, w), c)
     names = sorted(families)
-    rng = np.random.default_rng(seed)
+    rng = stage_rng(seed, "probes")
     base = to_float(x)
     labels_rand = np.zeros((q, n_b), dtype=np.int64)
     aug_names: list[list[str]] = []

@@ -8,9 +8,10 @@ import torch
 
 from unpoison.attacks import get_attack
 from unpoison.device import resolve_device
-from unpoison.io import load_json, save_meta, save_torch
+from unpoison.io import load_json, load_torch, save_meta, save_torch
 from unpoison.models import build_model, load_checkpoint, save_checkpoint
 from unpoison.queries import select_queries
+from unpoison.seeding import stage_seed
 from unpoison.stages.data import load_clean, load_poisoned
 from unpoison.training import TrainRecipe, train_model
 
@@ -20,7 +21,7 @@ def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
 
     ``clean.pt`` is memory-mapped: only the class names and the image shape are read, not the images.
     """
-    d = torch.load(clean, map_location="cpu", weights_only=True, mmap=True)
+    d = load_torch(clean, mmap=True)
     options = {k: v for k, v in model.items() if k != "name"}
     return {"name": model["name"], "num_classes": len(d["classes"]), "in_channels": int(d["x_train"].shape[1]), "options": options}
 
@@ -28,13 +29,14 @@ def model_spec(model: dict[str, Any], clean: str) -> dict[str, Any]:
 def train(
     clean: str, poisoned: str, model: dict[str, Any], recipe: dict[str, Any], seed: int, device: str, out: str, log=None
 ) -> None:
-    """Train a model from scratch (init and data order from ``seed``) on the poisoned training set."""
+    """Train a model from scratch on the poisoned training set; initialisation and data order come from
+    ``seed``'s ``train/init`` and ``train/order`` streams."""
     spec = model_spec(model, clean)
     x, y = load_poisoned(poisoned)
     dev = resolve_device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(stage_seed(seed, "train/init"))
     net = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
-    summary = train_model(net, x, y, TrainRecipe.from_dict(recipe), seed, dev, log)
+    summary = train_model(net, x, y, TrainRecipe.from_dict(recipe), stage_seed(seed, "train/order"), dev, log)
     save_checkpoint(out, net, spec)
     save_meta(out, spec=spec, recipe=recipe, seed=seed, device=str(dev), **summary)
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from unpoison.models import build_model
 from unpoison.params import bind_params
+from unpoison.seeding import stage_seed
 from unpoison.training import TrainRecipe, train_model
 from unpoison.unlearners.base import UnlearnInputs, Unlearner, register_unlearner
 
@@ -27,14 +28,16 @@ class NoUnlearning(Unlearner):
 
 @register_unlearner("eu")
 class ExactUnlearning(Unlearner):
-    """Retrain from scratch on the retain set with the original recipe (same seed for init and order)."""
+    """Retrain from scratch on the retain set with the original recipe; initialisation and data order come
+    from the run seed's own ``unlearn/eu/init`` and ``unlearn/eu/order`` streams."""
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
-        torch.manual_seed(inputs.seed)
+        torch.manual_seed(stage_seed(inputs.seed, "unlearn/eu/init"))
         spec = inputs.spec
         model = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec.get("options"))
         keep = inputs.retain_mask()
-        train_model(model, inputs.x_train[keep], inputs.y_train[keep], inputs.recipe, inputs.seed, inputs.device, inputs.log)
+        order = stage_seed(inputs.seed, "unlearn/eu/order")
+        train_model(model, inputs.x_train[keep], inputs.y_train[keep], inputs.recipe, order, inputs.device, inputs.log)
         return model
 
 
@@ -43,7 +46,8 @@ class CatastrophicForgetting(Unlearner):
     """Fine-tune the trained model on the retain set.
 
     ``params`` override the original recipe (e.g. ``epochs``, ``lr``, ``milestones``); with none, the full
-    original recipe runs from the trained weights, as in the Δ-Influence reference code.
+    original recipe runs from the trained weights, as in the Δ-Influence reference code. Data order and
+    augmentation come from the run seed's ``unlearn/cf`` stream.
     """
 
     @classmethod
@@ -56,5 +60,6 @@ class CatastrophicForgetting(Unlearner):
         recipe: TrainRecipe = replace(inputs.recipe, **self.params)
         model = copy.deepcopy(inputs.model)
         keep = inputs.retain_mask()
-        train_model(model, inputs.x_train[keep], inputs.y_train[keep], recipe, inputs.seed + 1, inputs.device, inputs.log)
+        order = stage_seed(inputs.seed, "unlearn/cf")
+        train_model(model, inputs.x_train[keep], inputs.y_train[keep], recipe, order, inputs.device, inputs.log)
         return model

@@ -1,0 +1,140 @@
+"""Job runtime: failure tracebacks in the rule log, SIGTERM as an exception, no stray temporary files."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from unpoison.data import TensorDataset01
+from unpoison.influence import FactorSettings, ScoreSettings, fit_factors, score_queries
+from unpoison.io import atomic_path, save_torch
+from unpoison.models import build_model
+from unpoison.runtime import Terminated, logged
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = torch.device("cpu")
+
+
+def test_failure_writes_traceback_to_the_log_and_reraises(tmp_path):
+    log = tmp_path / "logs/job.log"
+    with pytest.raises(ValueError, match="boom"):
+        with logged(str(log)):
+            print("before the failure")
+            raise ValueError("boom")
+    text = log.read_text()
+    assert "before the failure" in text
+    assert "Traceback (most recent call last)" in text and "ValueError: boom" in text
+
+
+def test_success_and_clean_exit_log_no_failure(tmp_path):
+    log = tmp_path / "job.log"
+    with pytest.raises(SystemExit):
+        with logged(str(log)):
+            print("done")
+            sys.exit(0)
+    assert log.read_text() == "done\n"
+
+
+def test_sigterm_handler_is_restored_after_the_job(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with logged(str(tmp_path / "job.log")):
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def fail_after(model: nn.Module, calls: int, sigterm: bool = False) -> nn.Module:
+    """``model`` (module names unchanged) whose forward raises, or sends the process SIGTERM, after ``calls`` calls."""
+    left = [calls]
+
+    def hook(module: nn.Module, args) -> None:
+        left[0] -= 1
+        if left[0] < 0:
+            if sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("forward failed on purpose")
+
+    model.register_forward_pre_hook(hook)
+    return model
+
+
+def _tiny():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g)
+    torch.manual_seed(0)
+    return build_model("digits_cnn", 10, 1, {"width": 4}).eval(), TensorDataset01(x, torch.arange(64) % 10)
+
+
+def test_fit_that_fails_midway_leaves_no_temporary_directory(tmp_path):
+    model, train = _tiny()
+    out = tmp_path / "run/ekfac"
+    # 64 points in batches of 16: 4 covariance forwards, then the lambda stage fails on its second batch
+    with pytest.raises(RuntimeError, match="on purpose"):
+        fit_factors(fail_after(model, 5), train, out, FactorSettings(batch_size=16), DEV)
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
+def test_scoring_that_fails_midway_leaves_no_temporary_directory(tmp_path, monkeypatch):
+    model, train = _tiny()
+    factors = tmp_path / "ekfac"
+    fit_factors(model, train, factors, FactorSettings(batch_size=32), DEV)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    with pytest.raises(RuntimeError, match="on purpose"):
+        score_queries(fail_after(model, 3), factors, train, train, ScoreSettings(train_batch_size=16), DEV)
+    assert list(tmp.iterdir()) == []
+
+
+def test_atomic_write_that_fails_leaves_neither_artifact_nor_temporary_file(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "a.pt") as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+SIGTERM_JOB = """
+import sys, tempfile, torch
+from test_runtime import DEV, _tiny, fail_after
+from unpoison.influence import FactorSettings, ScoreSettings, fit_factors, score_queries
+from unpoison.runtime import logged
+
+work, stage = sys.argv[1], sys.argv[2]
+tempfile.tempdir = work + "/tmp"
+model, train = _tiny()
+if stage == "score":
+    fit_factors(model, train, work + "/run/ekfac", FactorSettings(batch_size=32), DEV)
+with logged(work + "/job.log"):
+    if stage == "fit":
+        fit_factors(fail_after(model, 5, sigterm=True), train, work + "/run/ekfac", FactorSettings(batch_size=16), DEV)
+    else:
+        score_queries(fail_after(model, 3, sigterm=True), work + "/run/ekfac", train, train, ScoreSettings(train_batch_size=16), DEV)
+"""
+
+
+@pytest.mark.parametrize("stage", ["fit", "score"])
+def test_sigterm_during_a_job_cleans_up_and_logs(tmp_path, stage):
+    """A job killed with SIGTERM (Snakemake, scancel, a time limit) removes its temporary directories."""
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "run").mkdir()
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(SIGTERM_JOB))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), stage], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "Terminated: received SIGTERM" in proc.stderr  # the console shows it
+    log = (tmp_path / "job.log").read_text()
+    assert "Traceback" in log and "Terminated: received SIGTERM" in log
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert [p.name for p in (tmp_path / "run").iterdir()] == (["ekfac"] if stage == "score" else [])
+
+
+def test_terminated_is_not_an_ordinary_exception():
+    assert not issubclass(Terminated, Exception)
