@@ -43,12 +43,23 @@ def attack_params(wildcards):
     return ATTACKS.normalise(wildcards.attack, ds(wildcards)["attacks"][wildcards.attack])
 
 
+def detector_method(name):
+    """The registered detector a configured name runs (itself, or a variant's `method:`)."""
+    return DETECTORS.method_of(name, config["detector_settings"].get(name))
+
+
 def detector_params(name):
-    return DETECTORS.normalise(name, config["detector_settings"].get(name, {}))
+    settings = config["detector_settings"].get(name, {})
+    return DETECTORS.normalise(detector_method(name), DETECTORS.variant_params(settings))
+
+
+def unlearner_method(name):
+    return UNLEARNERS.method_of(name, config["unlearner_settings"].get(name))
 
 
 def unlearner_params(name):
-    return UNLEARNERS.normalise(name, config["unlearner_settings"].get(name, {}))
+    settings = config["unlearner_settings"].get(name, {})
+    return UNLEARNERS.normalise(unlearner_method(name), UNLEARNERS.variant_params(settings))
 
 
 def factor_settings():
@@ -77,13 +88,13 @@ def res(rule_name, key):
 
 def needed_probes():
     """Influence-score files that the configured detectors read (scored together in one pass)."""
-    probes = {DETECTORS[d].probe for d in config["detectors"]}
+    probes = {DETECTORS[detector_method(d)].probe for d in config["detectors"]}
     probes.discard(None)
     return sorted(probes | {"base"})
 
 
 def trained_unlearners():
-    return [u for u in config["unlearners"] if UNLEARNERS[u].produces_model]
+    return [u for u in config["unlearners"] if UNLEARNERS[unlearner_method(u)].produces_model]
 
 
 def runs():

@@ -1,6 +1,6 @@
 def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file and/or the model and training set."""
-    det = DETECTORS[wildcards.detector]
+    det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
     inputs = {}
     if det.probe:
@@ -18,6 +18,7 @@ rule detect:
     output:
         flagged=RUN + "/flagged/{detector}.npy",
     params:
+        method=lambda w: detector_method(w.detector),
         settings=lambda w: detector_params(w.detector),
     log:
         RUN + "/logs/detect/{detector}.log",

@@ -7,6 +7,7 @@ rule unlearn:
     output:
         model=RUN + "/unlearned/{detector}/{unlearner}.pt",
     params:
+        method=lambda w: unlearner_method(w.unlearner),
         settings=lambda w: unlearner_params(w.unlearner),
         recipe=recipe_params,
         seed=lambda w: int(w.seed),

@@ -72,7 +72,7 @@ CONFIG_CASES = {
     "queries typo": ({"queries": {"cout": 2}}, "queries: unknown key(s) ['cout']"),
     "resources rule typo": ({"resources": {"train_modle": {"threads": 2}}}, "resources: unknown key(s) ['train_modle']"),
     "resources key typo": ({"resources": {"unlearn": {"thread": 2}}}, "resources.unlearn: unknown key(s) ['thread']"),
-    "settings for an unknown detector": ({"detector_settings": {"delta_influenc": {}}}, "detector_settings: 'delta_influenc' is not a known name"),
+    "settings for an unknown detector": ({"detector_settings": {"delta_influenc": {}}}, "detector_settings.delta_influenc: 'delta_influenc' is not a known detector"),
     "settings for an unknown attack": (digits(attacks={"badnett": {}}), "dataset_settings.digits.attacks: 'badnett' is not a known name"),
     # names
     "unknown detector": ({"detectors": ["magic"]}, "detectors: 'magic' is not a known name"),
@@ -119,6 +119,19 @@ CONFIG_CASES = {
     "k fractional": ({"detector_settings": {"delta_influence": {"k": 1.5}}}, "detector_settings.delta_influence.k: 1.5 must be an integer"),
     "n_points 0": ({"detector_settings": {"delta_influence": {"n_points": 0}}}, "detector_settings.delta_influence.n_points: 0 is not allowed"),
     "n_points > queries": ({"detector_settings": {"ekfac": {"n_points": 2}}}, "detector_settings.ekfac.n_points: 2 test points requested but queries.count = 1"),
+    # named variants of a registered method
+    "variant of an unknown method": (
+        {"detectors": ["ekfac", "di5"], "detector_settings": {"di5": {"method": "delta_influense"}}},
+        "detector_settings.di5: method 'delta_influense' of 'di5' is not a known detector"),
+    "variant without a method": ({"detectors": ["ekfac", "di5"]}, "detectors: 'di5' is not a known name"),
+    "registered name pointed elsewhere": (
+        {"detector_settings": {"ekfac": {"method": "delta_influence"}}}, "'ekfac' is a registered detector itself"),
+    "variant with a bad setting": (
+        {"detectors": ["ekfac", "di5"], "detector_settings": {"di5": {"method": "delta_influence", "k": 6}}},
+        "detector_settings.di5.k: 6 must satisfy 0 ≤ k < n_b"),
+    "cf variant breaks the recipe": (
+        {"unlearners": ["none", "cf_short"], "unlearner_settings": {"cf_short": {"method": "cf", "epochs": 5}}},
+        "unlearner_settings.cf_short (on dataset_settings.digits.train).milestones: [8] is not allowed"),
     # attack parameters against the images and the class sizes
     "trigger value 300": (digits(attacks={"badnet": {"value": 300}}), "dataset_settings.digits.attacks.badnet.value: 300 is not allowed; it must be a pixel value in 0..255"),
     "trigger size 9 on 8×8": (

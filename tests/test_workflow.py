@@ -117,6 +117,16 @@ def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     assert jobs["detect"] == 8 and jobs["unlearn"] == 16
 
 
+def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
+    variants = ("detector_settings={di1: {method: delta_influence, n_points: 1}, di2: {method: delta_influence, "
+                "n_points: 2, k: 2}, ek2: {method: ekfac, n_points: 2}}")
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "queries={count: 2}", "unlearners=[none]",
+                     "detectors=[delta_influence,ekfac,di1,di2,ek2]", variants)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
+
+
 def test_same_seed_twice_gives_identical_flags(finished_run, tmp_path):
     second = tmp_path / "again"
     second.mkdir()

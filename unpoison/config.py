@@ -96,15 +96,25 @@ def _known(key: str, names: Any, allowed: Any) -> None:
             raise ConfigError(f"{key}: {name!r} is not a known name; allowed: {sorted(allowed)}")
 
 
+def _known_or_variant(key: str, names: list[str], settings: dict[str, Any], registry: Any) -> None:
+    """Every name of a grid list runs a registered method: its own, or the ``method:`` of its settings."""
+    for name in names:
+        if name not in registry and "method" not in settings.get(name, {}):
+            raise ConfigError(
+                f"{key}: {name!r} is not a known name; allowed: {sorted(registry)}, or a variant: a name whose "
+                f"{key[:-1]}_settings entry has `method: <one of them>`"
+            )
+
+
 def _check_methods(config: dict[str, Any]) -> None:
     n_b = config["influence"]["n_b"]
     _wrap("influence.factors", FactorSettings.from_dict, config["influence"].get("factors"))
     _wrap("influence.scores", ScoreSettings.from_dict, config["influence"].get("scores"))
-    _known("detector_settings", config["detector_settings"], DETECTORS)
-    _known("unlearner_settings", config["unlearner_settings"], UNLEARNERS)
     for name in sorted(set(config["detectors"]) | set(config["detector_settings"])):
         key = f"detector_settings.{name}"
-        det = _wrap(key, DETECTORS.create, name, config["detector_settings"].get(name, {}), key)
+        settings = config["detector_settings"].get(name, {})
+        method = _wrap(key, DETECTORS.method_of, name, settings)
+        det = _wrap(key, DETECTORS.create, method, DETECTORS.variant_params(settings), key)
         _wrap(key, det.check, n_b)
         n_points = det.params.get("n_points")
         if name in config["detectors"] and n_points is not None and n_points > config["queries"]["count"]:
@@ -114,7 +124,9 @@ def _check_methods(config: dict[str, Any]) -> None:
             )
     for name in sorted(set(config["unlearners"]) | set(config["unlearner_settings"])):
         key = f"unlearner_settings.{name}"
-        _wrap(key, UNLEARNERS.create, name, config["unlearner_settings"].get(name, {}), key)
+        settings = config["unlearner_settings"].get(name, {})
+        method = _wrap(key, UNLEARNERS.method_of, name, settings)
+        _wrap(key, UNLEARNERS.create, method, UNLEARNERS.variant_params(settings), key)
 
 
 def _check_model(key: str, model: dict[str, Any], info: DatasetInfo | None) -> None:
@@ -142,9 +154,12 @@ def _check_dataset(config: dict[str, Any], name: str, check_data: bool) -> None:
         raise ConfigError(f"{key}.source: {settings['source']!r} is not a known source; allowed: {sorted(SOURCES)}")
     source_args = _wrap(key, normalised_source, settings, key)
     train = _wrap(f"{key}.train", TrainRecipe.from_dict, settings["train"], f"{key}.train")
-    if "cf" in config["unlearners"]:  # CF's settings override this dataset's recipe
-        cf = config["unlearner_settings"].get("cf", {})
-        _wrap("unlearner_settings.cf", TrainRecipe.from_dict, {**train.to_dict(), **cf}, f"unlearner_settings.cf (on {key}.train)")
+    for name in config["unlearners"]:  # CF's settings override this dataset's recipe
+        u_settings = config["unlearner_settings"].get(name, {})
+        if UNLEARNERS.method_of(name, u_settings) == "cf":
+            overrides = UNLEARNERS.variant_params(u_settings)
+            _wrap(f"unlearner_settings.{name}", TrainRecipe.from_dict, {**train.to_dict(), **overrides},
+                  f"unlearner_settings.{name} (on {key}.train)")
     _known(f"{key}.attacks", settings["attacks"], ATTACKS)
     info = None
     if check_data:
@@ -174,8 +189,8 @@ def validate_config(config: dict[str, Any], check_data: bool = True, schema: str
     check_schema(config, schema)
     _known("datasets", config["datasets"], config["dataset_settings"])
     _known("attacks", config["attacks"], ATTACKS)
-    _known("detectors", config["detectors"], DETECTORS)
-    _known("unlearners", config["unlearners"], UNLEARNERS)
+    _known_or_variant("detectors", config["detectors"], config["detector_settings"], DETECTORS)
+    _known_or_variant("unlearners", config["unlearners"], config["unlearner_settings"], UNLEARNERS)
     _check_methods(config)
     for name in config["datasets"]:
         _check_dataset(config, name, check_data)

@@ -37,6 +37,25 @@ class Registry(dict, Generic[T]):
 
         return deco
 
+    def method_of(self, name: str, settings: dict[str, Any] | None) -> str:
+        """The registered method a configured name runs: ``settings["method"]`` for a named variant (e.g.
+        ``delta_influence_5pts: {method: delta_influence, n_points: 5}``), else the name itself.
+
+        Raises:
+            ValueError: the method is not registered, or a registered name is pointed at another method.
+        """
+        method = (settings or {}).get("method", name)
+        if method not in self:
+            what = f"method {method!r} of {name!r}" if method != name else repr(name)
+            raise ValueError(f"{what} is not a known {self.kind}; registered: {sorted(self)}")
+        if name in self and method != name:
+            raise ValueError(f"{name!r} is a registered {self.kind} itself and cannot run method {method!r}: give the variant a new name")
+        return method
+
+    def variant_params(self, settings: dict[str, Any] | None) -> dict[str, Any]:
+        """A variant's settings without its ``method`` key."""
+        return {k: v for k, v in (settings or {}).items() if k != "method"}
+
     def _get(self, name: str) -> type[T]:
         if name not in self:
             raise ValueError(f"{self.kind} {name!r} is unknown; choose one of {sorted(self)}")

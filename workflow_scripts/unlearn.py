@@ -4,6 +4,6 @@ from unpoison.stages.defend import unlearn
 with logged(snakemake.log[0], snakemake.threads) as log:
     i, p = snakemake.input, snakemake.params
     unlearn(
-        snakemake.wildcards.unlearner, p.settings, i.model, i.poisoned, i.flagged, p.recipe, p.seed, p.execution.device,
+        p.method, p.settings, i.model, i.poisoned, i.flagged, p.recipe, p.seed, p.execution.device,
         snakemake.output.model, log,
     )

@@ -13,7 +13,7 @@ import torch
 from unpoison.detectors.base import (
     Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
 )
-from unpoison.params import require
+from unpoison.params import ParamError, require
 
 
 def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
@@ -35,8 +35,8 @@ class _DeltaRule(Detector):
     def check(self, n_b: int) -> None:
         k = self.params["k"]
         if not 0 <= k < n_b:
-            raise ValueError(
-                f"detector_settings.{self.name}.k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b}); "
+            raise ParamError(
+                f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b}); "
                 "the rule flags points whose influence drops under at least n_b − k transforms"
             )
 
