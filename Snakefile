@@ -41,4 +41,5 @@ rule all:
     input:
         rules.make_tables.output,
         figure_targets(),
+        extra_targets(),
     default_target: True

@@ -7,6 +7,7 @@ from unpoison.detectors import DETECTORS
 from unpoison.execution import Execution
 from unpoison.influence import FactorSettings, ScoreSettings
 from unpoison.training import TrainRecipe
+from unpoison.sweep import SweepGrid
 from unpoison.unlearners import UNLEARNERS
 
 RUN = "results/{dataset}/{attack}/s{seed}"
@@ -68,6 +69,10 @@ def factor_settings():
 
 def score_settings():
     return ScoreSettings.from_dict(config["influence"].get("scores"))
+
+
+def sweep_grid():
+    return SweepGrid.from_dict(config.get("sweep"))
 
 
 def execution(settings=None):

@@ -36,3 +36,48 @@ use rule evaluate_poisoned as evaluate_unlearned with:
         metrics=RUN + "/metrics/unlearning/{detector}/{unlearner}.json",
     log:
         RUN + "/logs/evaluate/{detector}/{unlearner}.log",
+
+
+# The τ × k sweep of Δ-Influence and the EK-FAC thresholds from the saved scores (evaluation: reads truth).
+rule sweep_thresholds:
+    input:
+        both=RUN + "/scores/both.pt",
+        base=RUN + "/scores/base.pt",
+        truth=rules.poison_dataset.output.truth,
+    output:
+        sweep=RUN + "/metrics/sweep.csv",
+    params:
+        grid=sweep_grid().to_dict(),
+    log:
+        RUN + "/logs/evaluate/sweep.log",
+    script:
+        "../workflow_scripts/sweep_thresholds.py"
+
+
+# Paper Table 3: retrain without a detector's detected poisons vs without its missed ones. Reads truth BY
+# DESIGN (it is an evaluation of what the missed poisons do); detectors still never see truth.json.
+rule counterfactual:
+    input:
+        model=rules.train_model.output.model,
+        clean=rules.prepare_dataset.output.clean,
+        poisoned=rules.poison_dataset.output.poisoned,
+        flagged=rules.detect.output.flagged,
+        truth=rules.poison_dataset.output.truth,
+    output:
+        metrics=RUN + "/metrics/counterfactual/{detector}.json",
+    params:
+        attack=attack_params,
+        recipe=recipe_params,
+        seed=lambda w: int(w.seed),
+        execution=eval_execution,
+    threads: res("unlearn", "threads")
+    resources:
+        gpu=res("unlearn", "gpu"),
+        mem_mb=res("unlearn", "mem_mb"),
+        runtime=res("unlearn", "runtime"),
+    log:
+        RUN + "/logs/evaluate/counterfactual/{detector}.log",
+    benchmark:
+        RUN + "/benchmarks/counterfactual/{detector}.tsv"
+    script:
+        "../workflow_scripts/counterfactual.py"

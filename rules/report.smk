@@ -16,6 +16,51 @@ rule make_tables:
         "../workflow_scripts/make_tables.py"
 
 
+rule make_sweep_table:
+    input:
+        sweep=run_paths("metrics/sweep.csv"),
+    output:
+        sweep=report("results/tables/sweep.csv", category="Tables"),
+    log:
+        "results/logs/make_sweep_table.log",
+    script:
+        "../workflow_scripts/make_sweep_table.py"
+
+
+rule plot_threshold_sweep:
+    input:
+        sweep=rules.make_sweep_table.output.sweep,
+    output:
+        figure=report("results/figures/{dataset}_{attack}_threshold_sweep.png", category="Figures"),
+    log:
+        "results/logs/figures/{dataset}_{attack}_threshold_sweep.log",
+    script:
+        "../workflow_scripts/plot_threshold_sweep.py"
+
+
+rule make_counterfactual_table:
+    input:
+        counterfactual=run_paths("metrics/counterfactual/{detector}.json", detector=config.get("counterfactual", [])),
+    output:
+        counterfactual=report("results/tables/counterfactual.csv", category="Tables"),
+        markdown="results/tables/counterfactual.md",
+    log:
+        "results/logs/make_counterfactual_table.log",
+    script:
+        "../workflow_scripts/make_counterfactual_table.py"
+
+
+def extra_targets():
+    """The sweep (when Δ-Influence's scores exist) and the counterfactual table (when configured)."""
+    targets = []
+    if "both" in needed_probes():
+        targets.append(rules.make_sweep_table.output.sweep)
+        targets += [f"results/figures/{d}_{a}_threshold_sweep.png" for d in config["datasets"] for a in config["attacks"]]
+    if config.get("counterfactual"):
+        targets.append(rules.make_counterfactual_table.output.counterfactual)
+    return targets
+
+
 def figure_targets():
     """One influence-collapse and one PSR-vs-accuracy figure per (dataset, attack)."""
     targets = []

@@ -57,3 +57,36 @@ def test_detection_metrics():
     m = detection_metrics(np.array([1, 2, 3, 9]), [2, 3, 4])
     assert m == {"n_flagged": 4, "true_positives": 2, "n_poisons": 3, "tpr": 2 / 3, "precision": 0.5}
     assert detection_metrics(np.array([], dtype=np.int64), [1])["precision"] == 0.0
+
+
+def test_sweep_rows_equal_what_the_detectors_flag():
+    from unpoison.detectors import DetectorInputs, get_detector
+    from unpoison.metrics import detection_metrics
+    from unpoison.sweep import SweepGrid, threshold_sweep
+
+    g = torch.Generator().manual_seed(0)
+    n, n_b = 200, 8
+    both = torch.randn(2, 1 + n_b, n, generator=g) * 5
+    both[:, 1:, :20] = both[:, :1, :20] - 3.0  # 20 "poisons": influence collapses under every transform
+    base = both[:, :1, :] + 50 * (torch.arange(n) < 20)
+    poisons = list(range(20))
+    grid = SweepGrid(taus=[0.0, -1.0, -5.0], ks=[0, 1, 8], thresholds=[0.0, 40.0], n_points=2)
+    rows = threshold_sweep(both, base, poisons, grid)
+    assert len(rows) == 3 * 2 + 2  # k = 8 = n_b is not a valid k and is skipped
+    inputs = DetectorInputs(scores={"both": {"scores": both}, "base": {"scores": base}})
+    for r in rows:
+        if r["detector"] == "delta_influence":
+            det = get_detector("delta_influence", {"tau": r["tau"], "k": r["k"], "n_points": 2})
+        else:
+            det = get_detector("ekfac", {"threshold": r["threshold"], "n_points": 2})
+        expected = detection_metrics(det.detect(inputs), poisons)
+        assert {k: r[k] for k in expected} == expected
+    strict = next(r for r in rows if r["detector"] == "delta_influence" and r["tau"] == -5.0 and r["k"] == 0)
+    assert strict["n_flagged"] < next(r for r in rows if r["tau"] == 0.0 and r["k"] == 1)["n_flagged"]
+
+
+def test_counterfactual_splits_poisons_into_detected_and_missed():
+    from unpoison.stages.counterfactual import split_poisons
+
+    detected, missed = split_poisons(np.array([1, 5, 7, 100]), [5, 6, 7, 8])
+    assert detected.tolist() == [5, 7] and missed.tolist() == [6, 8]

@@ -119,6 +119,10 @@ CONFIG_CASES = {
     "k fractional": ({"detector_settings": {"delta_influence": {"k": 1.5}}}, "detector_settings.delta_influence.k: 1.5 must be an integer"),
     "n_points 0": ({"detector_settings": {"delta_influence": {"n_points": 0}}}, "detector_settings.delta_influence.n_points: 0 is not allowed"),
     "n_points > queries": ({"detector_settings": {"ekfac": {"n_points": 2}}}, "detector_settings.ekfac.n_points: 2 test points requested but queries.count = 1"),
+    "sweep typo": ({"sweep": {"tau": [0.0]}}, "sweep: unknown key(s) ['tau']"),
+    "sweep over more points than scored": ({"sweep": {"n_points": 3}}, "sweep.n_points: 3 exceeds queries.count = 1"),
+    "counterfactual of a detector not in the grid": (
+        {"counterfactual": ["label_only"]}, "counterfactual: 'label_only' is not in detectors"),
     # named variants of a registered method
     "variant of an unknown method": (
         {"detectors": ["ekfac", "di5"], "detector_settings": {"di5": {"method": "delta_influense"}}},

@@ -54,6 +54,12 @@ def test_run_writes_tables_and_figures(finished_run):
     assert {"tpr_mean", "tpr_std", "psr_mean", "clean_acc_std"} <= set(summary.columns)
     for fig in ("digits_badnet_influence_collapse.png", "digits_badnet_psr_vs_accuracy_eu.png"):
         assert (finished_run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
+    sweep = pd.read_csv(finished_run / "results/tables/sweep.csv")
+    assert set(sweep.detector) == {"delta_influence", "ekfac"} and len(sweep) == 5 * 4 + 4  # τ × k (k < n_b = 6) + thresholds
+    assert (finished_run / "results/figures/digits_badnet_threshold_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    cf = pd.read_csv(finished_run / "results/tables/counterfactual.csv").set_index("removed")
+    found = det[det.detector == "delta_influence"].true_positives.iloc[0]
+    assert cf.loc["detected", "n_removed_mean"] == found and cf.loc["missed", "n_removed_mean"] == 40 - found
     # every rule logged, every expensive rule benchmarked
     assert (finished_run / RUN / "logs/train_model.log").exists()
     for rule in ("train_model", "fit_ekfac", "score_probes"):
@@ -65,7 +71,7 @@ def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
     assert proc.returncode == 0, proc.stderr[-2000:]
     blocks = proc.stdout.split("\n\n")
     for block in blocks:
-        if re.search(r"rule (detect|unlearn|score_probes|fit_ekfac|train_model):", block):
+        if re.search(r"rule (detect|unlearn|score_probes|fit_ekfac|train_model|extract_features|train_frequency):", block):
             assert "truth.json" not in block.split("output:")[0], block
 
 

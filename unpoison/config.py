@@ -192,6 +192,14 @@ def validate_config(config: dict[str, Any], check_data: bool = True, schema: str
     _known_or_variant("detectors", config["detectors"], config["detector_settings"], DETECTORS)
     _known_or_variant("unlearners", config["unlearners"], config["unlearner_settings"], UNLEARNERS)
     _check_methods(config)
+    from unpoison.sweep import SweepGrid
+
+    sweep = _wrap("sweep", SweepGrid.from_dict, config.get("sweep"))
+    if sweep.n_points > config["queries"]["count"]:
+        raise ConfigError(f"sweep.n_points: {sweep.n_points} exceeds queries.count = {config['queries']['count']}")
+    for name in config.get("counterfactual", []):
+        if name not in config["detectors"]:
+            raise ConfigError(f"counterfactual: {name!r} is not in detectors {config['detectors']}; add it there or remove it here")
     for name in config["datasets"]:
         _check_dataset(config, name, check_data)
 

@@ -65,3 +65,24 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "e
     ax.legend(fontsize=8)
     _save(fig, out)
 
+
+
+def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None:
+    """Precision against TPR over the Δ-Influence τ × k grid (one line per k) and the EK-FAC thresholds,
+    means over seeds: the threshold question as a curve, not a picked point."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    di = sweep[sweep.detector == "delta_influence"]
+    for k, part in di.groupby("k"):
+        part = part.sort_values("tau")
+        ax.plot(100 * part.tpr_mean, 100 * part.precision_mean, marker="o", label=f"Δ-Influence k={int(k)}")
+        for r in part.itertuples(index=False):
+            ax.annotate(f"τ={r.tau:g}", (100 * r.tpr_mean, 100 * r.precision_mean), fontsize=6, alpha=0.7)
+    ek = sweep[sweep.detector == "ekfac"].sort_values("threshold")
+    ax.plot(100 * ek.tpr_mean, 100 * ek.precision_mean, marker="s", color="k", ls="--", label="EK-FAC threshold")
+    for r in ek.itertuples(index=False):
+        ax.annotate(f"{r.threshold:g}", (100 * r.tpr_mean, 100 * r.precision_mean), fontsize=6)
+    ax.set(xlabel="TPR % (poisons found)", ylabel="precision % (flags that are poisons)", title=title)
+    ax.set_xlim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, out)

@@ -59,6 +59,46 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+SWEEP_KEYS = ["dataset", "attack", "detector", "tau", "k", "threshold"]
+
+
+def sweep_table(files: Iterable[str]) -> pd.DataFrame:
+    """Mean and std over seeds of the threshold sweep rows of every run (``metrics/sweep.csv``)."""
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    grouped = df.groupby(SWEEP_KEYS, dropna=False, sort=True)[["n_flagged", "tpr", "precision"]]
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
+    out.insert(0, "n_seeds", grouped.size())
+    return out.reset_index()
+
+
+def counterfactual_table(files: Iterable[str]) -> pd.DataFrame:
+    """Rows of the counterfactual (paper Table 3) of every run, and their mean ± std over seeds."""
+    rows = [row for f in files for row in load_json(f)["rows"]]
+    df = pd.DataFrame(rows)
+    grouped = df.groupby(["dataset", "attack", "detector", "removed"], sort=True)[["n_removed", "tpr", "clean_acc", "psr"]]
+    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
+    out.insert(0, "n_seeds", grouped.size())
+    return out.reset_index()
+
+
+def counterfactual_markdown(table: pd.DataFrame) -> str:
+    """Table 3 as Markdown: mean ± std over seeds, percentages."""
+    lines = [
+        "| dataset | attack | detector | retrained without | removed | TPR % | clean acc % | PSR % | seeds |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in table.itertuples(index=False):
+        def pct(m: str) -> str:
+            return f"{100 * getattr(r, m + '_mean'):.1f} ± {100 * getattr(r, m + '_std'):.1f}"
+
+        what = "detected poisons" if r.removed == "detected" else "missed poisons"
+        lines.append(
+            f"| {r.dataset} | {r.attack} | {r.detector} | {what} | {r.n_removed_mean:.1f} | {pct('tpr')} | "
+            f"{pct('clean_acc')} | {pct('psr')} | {r.n_seeds} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def write_csv(df: pd.DataFrame, path: str) -> None:
     """Write a table atomically."""
     with atomic_path(path) as tmp:

@@ -6,7 +6,7 @@ from typing import Any
 
 from unpoison.attacks import get_attack
 from unpoison.device import resolve_device
-from unpoison.io import load_json, load_npy, meta_path, save_json
+from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json
 from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
 from unpoison.stages.data import load_clean
@@ -27,3 +27,16 @@ def evaluate_model(
     meta = meta_path(model)
     seconds = float(load_json(meta).get("seconds", 0.0)) if meta.exists() and ids.get("unlearner", "none") != "none" else 0.0
     save_json({**ids, **m, "seconds": seconds}, out)
+
+
+def sweep_thresholds(both: str, base: str, truth: str, grid: dict[str, Any], ids: dict[str, Any], out: str) -> None:
+    """TPR/precision over the τ × k grid (Δ-Influence) and the EK-FAC thresholds, from saved scores (CSV)."""
+    import pandas as pd
+
+    from unpoison.report.tables import write_csv
+    from unpoison.sweep import SweepGrid, threshold_sweep
+
+    rows = threshold_sweep(
+        load_torch(both)["scores"], load_torch(base)["scores"], load_json(truth)["poison_indices"], SweepGrid.from_dict(grid)
+    )
+    write_csv(pd.DataFrame([{**ids, **r} for r in rows]), out)
