@@ -56,7 +56,7 @@ REQUIRED = _setting in {"1", "true", "yes"} or (_setting == "" and os.environ.ge
 
 pytestmark = pytest.mark.skipif(
     not REQUIRED,
-    reason="real SLURM cluster test (~5-10 min, needs root): runs with CI=true or UNPOISON_SLURM_TEST=1",
+    reason="real SLURM cluster test (5-10 min on 2 cores, needs root): runs with CI=true or UNPOISON_SLURM_TEST=1",
 )
 
 
