@@ -16,11 +16,11 @@
 # so that srun only finds the default path. Client commands also take SLURM_CONF (see `env`).
 #
 # The node is this host (short hostname, address 127.0.0.1) with the CPUs and memory `slurmd -C` measures,
-# in two partitions, `debug` (the Default) and `batch`
-# (to check that a chosen partition is used); no cgroups (proctrack/linuxproc, task/none); select/cons_tres with
-# CR_CPU_Memory, so --cpus-per-task and --mem are allocated and recorded. Daemons run as root in the
-# foreground of their own session (setsid); their PIDs go to STATE_DIR/pids/. `start` when already running
-# only waits for the node to be idle. Ports: $UNPOISON_SLURM_PORT (slurmctld, default 6817) and the next one.
+# in two partitions: `debug` (the Default) and `batch` (to check that a chosen partition is used). No cgroups
+# (proctrack/linuxproc, task/none); select/cons_tres with CR_CPU_Memory, so --cpus-per-task and --mem are
+# allocated and recorded. Daemons run as root in the foreground of their own session (setsid); their PIDs go
+# to STATE_DIR/pids/. `start` when already running only waits for the node to be idle.
+# Ports: $UNPOISON_SLURM_PORT (slurmctld, default 6817) and the next one (slurmd).
 set -euo pipefail
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -36,6 +36,7 @@ CTLD_PORT=${UNPOISON_SLURM_PORT:-6817}
 SLURMD_PORT=$((CTLD_PORT + 1))
 DAEMONS=(munged slurmctld slurmd)  # start order; stopped in reverse
 export SLURM_CONF=$CONF
+export PATH=$PATH:/usr/sbin:/sbin  # munged, slurmctld, slurmd
 
 say() { echo "slurm_cluster: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -192,7 +193,7 @@ stop_daemons() {
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
         d=${DAEMONS[i]}
         if pid=$(live_pid "$d"); then
-            kill -TERM "$pid" 2>/dev/null || true
+            kill -TERM "$pid" || die "cannot signal $d ($pid): run as root"
             for _ in $(seq 1 30); do [ -d "/proc/$pid" ] || break; sleep 0.5; done
             if [ -d "/proc/$pid" ]; then say "$d ($pid) ignored TERM; killing"; kill -KILL "$pid" 2>/dev/null || true; fi
             say "stopped $d ($pid)"

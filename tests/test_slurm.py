@@ -1,4 +1,5 @@
-"""The tiny workflow on a real single-node SLURM cluster (scripts/slurm_cluster.sh) through profiles/slurm.
+"""profiles/slurm: what it gives the plugin (fast, always), and the tiny workflow through it on a real
+single-node SLURM cluster (scripts/slurm_cluster.sh).
 
 Checks that the SLURM run's tables equal a local run's, and that every job went out with its rule's
 threads (--cpus-per-task), mem_mb (--mem) and runtime (-t), and with the partition and account given
@@ -6,10 +7,11 @@ through SBATCH_PARTITION / SBATCH_ACCOUNT, while rules without `resources:` keep
 The job records come from the cluster's completed-job log (jobcomp/filetxt: no slurmdbd, no sacct); the
 kept SLURM logs (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<jobid>.log) map job ids to rules.
 
-Runs when CI=true or UNPOISON_SLURM_TEST=1, and then FAILS if it cannot (not root and no cluster running,
-slurm not installable, plugin missing); otherwise it is skipped. UNPOISON_SLURM_TEST=0 skips it anywhere.
-Needs root to install slurm-wlm/munge (apt-get) and start the daemons, unless `scripts/slurm_cluster.sh status`
-already succeeds; a cluster that was running before the test is left running, one it started is stopped.
+The cluster tests run when CI=true or UNPOISON_SLURM_TEST=1 and then FAIL if they cannot (not root and no
+cluster running, slurm not installable, plugin missing); otherwise they are skipped. UNPOISON_SLURM_TEST=0
+skips them anywhere. Root is needed to install slurm-wlm/munge (apt-get) and start the daemons, unless
+`scripts/slurm_cluster.sh status` already succeeds; a cluster running before the test is left running, one
+it started is stopped (by PID).
 """
 
 from __future__ import annotations
@@ -54,10 +56,54 @@ RUN_TIMEOUT = 1200
 _setting = os.environ.get("UNPOISON_SLURM_TEST", "").strip().lower()
 REQUIRED = _setting in {"1", "true", "yes"} or (_setting == "" and os.environ.get("CI", "").lower() == "true")
 
-pytestmark = pytest.mark.skipif(
+needs_cluster = pytest.mark.skipif(
     not REQUIRED,
-    reason="real SLURM cluster test (~5-10 min, needs root): runs with CI=true or UNPOISON_SLURM_TEST=1",
+    reason="real SLURM cluster test (5-10 min on 2 cores, needs root): runs with CI=true or UNPOISON_SLURM_TEST=1",
 )
+
+
+# ---- fast checks, no cluster: the profile's default-resources and the plugin's sbatch flags ----
+
+
+def profile_default_resources(monkeypatch, **env: str) -> dict[str, str]:
+    from snakemake.profiles import ProfileConfigFileParser
+
+    for var in ("SBATCH_PARTITION", "SBATCH_ACCOUNT"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    with open(ROOT / "profiles/slurm/config.yaml") as f:
+        parsed = ProfileConfigFileParser().parse(f)
+    return dict(entry.split("=", 1) for entry in parsed["default-resources"])
+
+
+def test_profile_keeps_its_defaults_when_partition_and_account_are_given(monkeypatch):
+    assert profile_default_resources(monkeypatch) == {"mem_mb": "4000", "runtime": "60"}
+    # no cpus_per_task: it would override every rule's threads
+    assert profile_default_resources(monkeypatch, SBATCH_PARTITION="gpu-a100", SBATCH_ACCOUNT="123456") == {
+        "mem_mb": "4000", "runtime": "60", "slurm_partition": "'gpu-a100'", "slurm_account": "'123456'"}
+
+
+@pytest.mark.parametrize("gpu", [0, 1])
+def test_plugin_turns_threads_and_gpu_into_sbatch_flags(gpu):
+    """What snakemake-executor-plugin-slurm makes of a rule with threads: 4, gpu, mem_mb and runtime."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    job = SimpleNamespace(resources=Resources(gpu=gpu, mem_mb=8000, runtime=600), threads=4)
+    params = dict(run_uuid="u", slurm_logfile="log", comment_str="rule", account="", partition="", workdir="/w")
+    flags = (get_submit_command(job, params) + set_gres_string(job)).split()
+    assert "--cpus-per-task=4" in flags and flags[flags.index("--mem") + 1] == "8000" and flags[flags.index("-t") + 1] == "600"
+    assert [f for f in flags if f.startswith("--gpus")] == ([f"--gpus={gpu}"] if gpu else [])  # gpu 0: no GPU request
+
+
+# ---- the real cluster ----
 
 
 def cannot_run(message: str):
@@ -144,6 +190,7 @@ def job_records(workdir: Path) -> dict[str, list[dict[str, str]]]:
     return records
 
 
+@needs_cluster
 def test_slurm_run_gives_the_local_tables(runs):
     slurm_dir, local_dir = runs
     keys = {"detection": ["dataset", "attack", "seed", "detector"],
@@ -157,6 +204,7 @@ def test_slurm_run_gives_the_local_tables(runs):
                                       local.drop(columns="seconds", errors="ignore"), obj=table)
 
 
+@needs_cluster
 def test_jobs_were_submitted_with_each_rules_threads_memory_and_runtime(runs):
     slurm_dir, _ = runs
     records = job_records(slurm_dir)
