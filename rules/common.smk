@@ -10,6 +10,7 @@ from unpoison.training import TrainRecipe
 from unpoison.unlearners import UNLEARNERS
 
 RUN = "results/{dataset}/{attack}/s{seed}"
+DATASET_MODEL = "results/{dataset}/detector_models/{name}.pt"  # a detector's own model, one per dataset
 DEVICE = config.get("device", "auto")
 
 
@@ -45,6 +46,12 @@ def attack_params(wildcards):
 
 def detector_params(name):
     return DETECTORS.normalise(name, config["detector_settings"].get(name, {}))
+
+
+def dataset_model_params(name):
+    """The settings of detector ``name`` that determine its per-dataset model (a change re-trains it)."""
+    params = detector_params(name)
+    return {k: params[k] for k in DETECTORS[name].dataset_model_fields}
 
 
 def unlearner_params(name):
