@@ -11,6 +11,7 @@ from unpoison.sweep import SweepGrid
 from unpoison.unlearners import UNLEARNERS
 
 RUN = "results/{dataset}/{attack}/s{seed}"
+DATASET_MODEL = "results/{dataset}/detector_models/{name}.pt"  # a detector's own model, one per dataset
 DEVICE = config.get("device", "auto")
 
 
@@ -56,6 +57,12 @@ def detector_params(name):
 
 def unlearner_method(name):
     return UNLEARNERS.method_of(name, config["unlearner_settings"].get(name))
+
+
+def dataset_model_params(name):
+    """The settings of detector ``name`` that determine its per-dataset model (a change re-trains it)."""
+    params = detector_params(name)
+    return {k: params[k] for k in DETECTORS[detector_method(name)].dataset_model_fields}
 
 
 def unlearner_params(name):

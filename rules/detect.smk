@@ -1,5 +1,6 @@
 def detect_inputs(wildcards):
-    """What a detector reads, from its registry entry: a score file and/or the model and training set."""
+    """What a detector reads, from its registry entry: a score file, the model, penultimate features, its
+    own per-dataset model, and the training set whenever it reads any of the last three."""
     det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
     inputs = {}
@@ -7,6 +8,11 @@ def detect_inputs(wildcards):
         inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
     if det.needs_model:
         inputs["model"] = f"{run}/model.pt"
+    if det.needs_features:
+        inputs["features"] = f"{run}/features.pt"
+    if det.needs_dataset_model:
+        inputs["dataset_model"] = DATASET_MODEL.format(dataset=wildcards.dataset, name=det.needs_dataset_model)
+    if det.reads_training_set():
         inputs["poisoned"] = f"{run}/poisoned.pt"
     return inputs
 

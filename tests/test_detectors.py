@@ -59,6 +59,85 @@ def test_detection_metrics():
     assert detection_metrics(np.array([], dtype=np.int64), [1])["precision"] == 0.0
 
 
+# ---- activation clustering and spectral signatures: synthetic penultimate features ----------------------
+
+
+def _planted_features(n_clean=180, n_planted=20, dim=16, seed=0):
+    """Three labels with well-separated means; ``n_planted`` points drawn around label 0's mean but labelled 1
+    (a dirty-label backdoor's footprint). Returns features, labels and the planted indices."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros((3, dim))
+    means[0, 0], means[1, 1], means[2, 2] = 8.0, 8.0, 8.0
+    feats = [rng.normal(means[c], 1.0, (n_clean, dim)) for c in range(3)]
+    labels = [np.full(n_clean, c) for c in range(3)]
+    feats.append(rng.normal(means[0], 1.0, (n_planted, dim)))
+    labels.append(np.full(n_planted, 1))
+    planted = np.arange(3 * n_clean, 3 * n_clean + n_planted)
+    inputs = DetectorInputs(features=torch.tensor(np.concatenate(feats), dtype=torch.float32),
+                            y_train=torch.tensor(np.concatenate(labels)))
+    return inputs, planted
+
+
+def _on_label(flagged: np.ndarray, inputs: DetectorInputs, label: int) -> np.ndarray:
+    return flagged[inputs.y_train.numpy()[flagged] == label]
+
+
+def test_activation_clustering_recovers_the_planted_cluster_of_its_label():
+    inputs, planted = _planted_features()
+    flagged = get_detector("activation_clustering").detect(inputs)
+    on_target = _on_label(flagged, inputs, 1)
+    m = detection_metrics(on_target, planted)
+    assert m["precision"] >= 0.9 and m["tpr"] >= 0.9, m
+    assert np.array_equal(flagged, np.unique(flagged))  # sorted, unique
+    per_label = np.bincount(inputs.y_train.numpy()[flagged], minlength=3)
+    assert (per_label > 0).all() and (per_label <= 100).all(), per_label  # each label split on its own
+
+
+def test_activation_clustering_skips_labels_too_small_to_split():
+    inputs, _ = _planted_features()
+    small = DetectorInputs(features=inputs.features[:4], y_train=torch.zeros(4, dtype=torch.int64))
+    assert get_detector("activation_clustering", {"n_components": 3}).detect(small).tolist() == []  # 4 < 3 + 2
+    assert len(get_detector("activation_clustering", {"n_components": 2}).detect(small)) in (1, 2)
+
+
+def test_spectral_signatures_recovers_the_planted_cluster_of_its_label():
+    inputs, planted = _planted_features()
+    eps = 20 / 200 / 1.5  # so that ceil(1.5 · eps · n) = 20 on the target label's 200 points
+    flagged = get_detector("spectral_signatures", {"eps": eps}).detect(inputs)
+    on_target = _on_label(flagged, inputs, 1)
+    assert len(on_target) == 20
+    assert detection_metrics(on_target, planted)["precision"] >= 0.9
+
+
+def test_spectral_signatures_flags_ceil_of_one_and_a_half_eps_per_label():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1, 2], 200)
+    inputs = DetectorInputs(features=torch.tensor(rng.normal(size=(600, 8))), y_train=torch.tensor(labels))
+    flagged = get_detector("spectral_signatures", {"eps": 0.1}).detect(inputs)
+    assert np.bincount(labels[flagged]).tolist() == [30, 30, 30]
+    assert np.bincount(labels[get_detector("spectral_signatures", {"eps": 0.05}).detect(inputs)]).tolist() == [15, 15, 15]
+
+
+def test_feature_detectors_refuse_nan_features():
+    inputs, _ = _planted_features()
+    inputs.features[3, 2] = float("nan")
+    for name in ("activation_clustering", "spectral_signatures"):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            get_detector(name).detect(inputs)
+
+
+def test_detectors_declare_what_they_read():
+    from unpoison.detectors import DETECTORS
+
+    assert DETECTORS["activation_clustering"].needs_features and DETECTORS["spectral_signatures"].needs_features
+    assert DETECTORS["activation_clustering"].probe is None and not DETECTORS["spectral_signatures"].needs_model
+    freq = DETECTORS["frequency"]
+    assert freq.needs_dataset_model == "frequency" and not freq.needs_features and freq.probe is None
+    assert set(freq.dataset_model_fields) == {"seed", "epochs", "lr"}  # the threshold does not re-train
+    assert all(DETECTORS[d].reads_training_set() for d in ("activation_clustering", "spectral_signatures", "frequency"))
+    assert not DETECTORS["delta_influence"].reads_training_set()
+
+
 def test_sweep_rows_equal_what_the_detectors_flag():
     from unpoison.detectors import DetectorInputs, get_detector
     from unpoison.metrics import detection_metrics

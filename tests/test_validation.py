@@ -136,6 +136,18 @@ CONFIG_CASES = {
     "cf variant breaks the recipe": (
         {"unlearners": ["none", "cf_short"], "unlearner_settings": {"cf_short": {"method": "cf", "epochs": 5}}},
         "unlearner_settings.cf_short (on dataset_settings.digits.train).milestones: [8] is not allowed"),
+    "eps 0": ({"detector_settings": {"spectral_signatures": {"eps": 0}}}, "detector_settings.spectral_signatures.eps: 0.0 is not allowed; it must be in (0, 1)"),
+    "eps 1.5": ({"detector_settings": {"spectral_signatures": {"eps": 1.5}}}, "detector_settings.spectral_signatures.eps: 1.5 is not allowed; it must be in (0, 1)"),
+    "eps string": ({"detector_settings": {"spectral_signatures": {"eps": "5%"}}}, "detector_settings.spectral_signatures.eps: '5%' must be a finite number"),
+    "n_components 0": ({"detector_settings": {"activation_clustering": {"n_components": 0}}}, "detector_settings.activation_clustering.n_components: 0 is not allowed; it must be ≥ 1"),
+    "n_components fractional": ({"detector_settings": {"activation_clustering": {"n_components": 2.5}}}, "detector_settings.activation_clustering.n_components: 2.5 must be an integer"),
+    "frequency threshold nan": ({"detector_settings": {"frequency": {"threshold": float("nan")}}}, "detector_settings.frequency.threshold: nan must be a finite number"),
+    "frequency threshold 0": ({"detector_settings": {"frequency": {"threshold": 0}}}, "detector_settings.frequency.threshold: 0.0 is not allowed; it must be in (0, 1]"),
+    "frequency epochs 0": ({"detector_settings": {"frequency": {"epochs": 0}}}, "detector_settings.frequency.epochs: 0 is not allowed; it must be ≥ 1"),
+    "frequency lr 0": ({"detector_settings": {"frequency": {"lr": 0}}}, "detector_settings.frequency.lr: 0.0 is not allowed; it must be > 0"),
+    "frequency typo": ({"detector_settings": {"frequency": {"treshold": 0.5}}}, "detector_settings.frequency: unknown key(s) ['treshold']; allowed: ['epochs', 'lr', 'seed', 'threshold']"),
+    "spectral typo": ({"detector_settings": {"spectral_signatures": {"epsilon": 0.1}}}, "detector_settings.spectral_signatures: unknown key(s) ['epsilon']; allowed: ['eps']"),
+    "resources of a new rule": ({"resources": {"train_frequency": {"gpus": 1}}}, "resources.train_frequency: unknown key(s) ['gpus']"),
     # attack parameters against the images and the class sizes
     "trigger value 300": (digits(attacks={"badnet": {"value": 300}}), "dataset_settings.digits.attacks.badnet.value: 300 is not allowed; it must be a pixel value in 0..255"),
     "trigger size 9 on 8×8": (

@@ -1,6 +1,7 @@
 """End to end: a tiny digits run through Snakemake, then what a changed setting re-runs, determinism,
 and the SLURM profile's resources. One real run (about a minute on 2 cores) serves every test here."""
 
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -66,13 +68,23 @@ def test_run_writes_tables_and_figures(finished_run):
         assert (finished_run / RUN / f"benchmarks/{rule}.tsv").exists()
 
 
+ALL_DETECTORS = "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
+DEFENDER_RULES = ("detect", "unlearn", "score_probes", "fit_ekfac", "train_model", "extract_features", "train_frequency")
+
+
 def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
-    proc = snakemake(finished_run, "-n", "--forceall", "--cores", "1")
+    proc = snakemake(finished_run, "-n", "--forceall", "--cores", "1", "--config", ALL_DETECTORS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     blocks = proc.stdout.split("\n\n")
+    seen = set()
     for block in blocks:
-        if re.search(r"rule (detect|unlearn|score_probes|fit_ekfac|train_model|extract_features|train_frequency):", block):
+        m = re.search(rf"rule ({'|'.join(DEFENDER_RULES)}):", block)
+        if m:
+            seen.add(m.group(1))
             assert "truth.json" not in block.split("output:")[0], block
+    assert seen == set(DEFENDER_RULES)
+    freq = next(b for b in blocks if "rule train_frequency:" in b)
+    assert "results/digits/clean.pt" in freq.split("output:")[0] and "poisoned.pt" not in freq  # clean images only
 
 
 def test_changing_tau_reruns_detection_only(finished_run):
@@ -133,6 +145,47 @@ def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
     assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
 
 
+def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_model(tmp_path):
+    second = tmp_path / "second_dataset.yaml"  # another digits split: a second dataset
+    second.write_text(
+        "datasets: [digits, digits_b]\n"
+        "dataset_settings:\n  digits_b:\n    source: sklearn_digits\n    split_seed: 1\n"
+        "    model: {name: digits_cnn, width: 8}\n    train: {epochs: 12, milestones: [8]}\n"
+        "    attacks: {badnet: {count: 40, pattern: checkerboard, size: 3, value: 255, margin: 0}}\n"
+    )
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--configfile", str(TINY), str(second), "--cores", "1", "--config", "seeds=[0,1,2]",
+           "detectors=[activation_clustering,spectral_signatures,frequency]", "unlearners=[none]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["train_model"] == 6 and jobs["detect"] == 18
+    assert jobs["train_frequency"] == 2  # one per dataset, whatever the seeds and attacks
+    assert jobs["extract_features"] == 6  # one per model, shared by activation clustering and spectral signatures
+    assert "fit_ekfac" not in jobs and "score_probes" not in jobs  # no detector here reads influence
+
+
+def test_feature_and_frequency_detectors_run_on_the_tiny_model(finished_run):
+    targets = [str(RUN / f"flagged/{d}.npy") for d in ("activation_clustering", "spectral_signatures", "frequency")]
+    proc = snakemake(finished_run, "--cores", "2", *targets, "--config", "detector_settings={frequency: {epochs: 2}}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    feats = torch.load(finished_run / RUN / "features.pt", weights_only=True)
+    assert feats.shape == (1437, 32) and torch.isfinite(feats).all()  # digits_cnn width 8: 4 × 8 features
+    meta = json.loads((finished_run / "results/digits/detector_models/frequency.pt.meta.json").read_text())
+    assert 0.0 <= meta["holdout_accuracy"] <= 1.0 and meta["settings"] == {"seed": 0, "epochs": 2, "lr": 1.0}
+    n = {d: len(np.load(finished_run / t)) for d, t in zip(("ac", "ss", "freq"), targets)}
+    assert 0 < n["ac"] < 1437 and n["ss"] == sum(-(-15 * c // 100) for c in np.bincount(_labels(finished_run)))
+    assert (finished_run / "results/benchmarks/digits/train_frequency.tsv").exists()
+    assert (finished_run / RUN / "benchmarks/extract_features.tsv").exists()
+    proc = snakemake(finished_run, "-n", "--cores", "1", *targets, "--config", "detector_settings={frequency: {epochs: 2, threshold: 0.9}}")
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("detect") == 1 and "train_frequency" not in jobs  # a threshold re-runs detection only
+
+
+def _labels(workdir: Path) -> np.ndarray:
+    return torch.load(workdir / RUN / "poisoned.pt", weights_only=True)["y_train"].numpy()
+
+
 def test_same_seed_twice_gives_identical_flags(finished_run, tmp_path):
     second = tmp_path / "again"
     second.mkdir()
@@ -162,10 +215,11 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     models = 3 * 1 * 3  # datasets × attacks × seeds
-    assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == models
-    assert jobs["prepare_dataset"] == 3 and jobs["detect"] == models * 4 and jobs["unlearn"] == models * 4 * 2
+    assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == jobs["extract_features"] == models
+    assert jobs["prepare_dataset"] == jobs["train_frequency"] == 3
+    assert jobs["detect"] == models * 7 and jobs["unlearn"] == models * 7 * 2
     blocks = proc.stdout.split("\n\n")
-    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn"):
+    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_frequency"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         res = block.split("resources:")[1].splitlines()[0]
         assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)

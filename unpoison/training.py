@@ -145,3 +145,19 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     if len(x) == 0:
         return float("nan")
     return float((predict(model, x, device, batch_size) == y.cpu()).float().mean())
+
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """``model.features(x)`` (the activations its linear head reads) of uint8 or [0, 1] images, in eval mode.
+
+    Returns:
+        A CPU float32 tensor of shape (N, D).
+    """
+    model.eval().to(device)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(device)
+        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
+        out.append(model.features(xb).flatten(1).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)

@@ -5,6 +5,6 @@ with logged(snakemake.log[0], snakemake.threads):
     i = dict(snakemake.input.items())
     scores = {name.removeprefix("scores_"): path for name, path in i.items() if name.startswith("scores_")}
     detect(
-        snakemake.params.method, snakemake.params.settings, snakemake.output.flagged,
-        scores=scores, model=i.get("model"), poisoned=i.get("poisoned"),
+        snakemake.params.method, snakemake.params.settings, snakemake.output.flagged, scores=scores,
+        model=i.get("model"), poisoned=i.get("poisoned"), features=i.get("features"), dataset_model=i.get("dataset_model"),
     )

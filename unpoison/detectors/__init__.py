@@ -1,12 +1,16 @@
 """Poison detectors (a registry). A detector maps the defender's inputs to flagged training indices.
 
 Detectors NEVER see the ground truth. Each declares what it reads (``probe``: which influence-score
-file; ``needs_model``: the trained model and training set), so the workflow wires its inputs from the
-registry and adding a detector needs no edit to the rules: write a module with a :class:`Detector`
-subclass decorated by :func:`register_detector`, and import it below.
+file; ``needs_model``: the trained model and training set; ``needs_features``: the model's penultimate
+features, extracted once per model; ``needs_dataset_model``: a model of its own trained once per dataset on
+the clean images), so the workflow wires its inputs from the registry and adding a detector needs no edit
+to the rules: write a module with a :class:`Detector` subclass decorated by :func:`register_detector`, and
+import it below.
 """
 
 from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_detector, register_detector
 from unpoison.detectors import delta_influence, ekfac  # noqa: F401  (register)
+from unpoison.detectors import activation_clustering, spectral_signatures  # noqa: F401  (register)
+from unpoison.detectors import frequency  # noqa: F401  (register)
 
 __all__ = ["DETECTORS", "Detector", "DetectorInputs", "get_detector", "register_detector"]

@@ -16,16 +16,19 @@ from unpoison.registry import Registry
 
 @dataclass
 class DetectorInputs:
-    """What a defender holds: influence scores per probe, and optionally the model and training set.
+    """What a defender holds: whatever the detector declared it reads (never the ground truth).
 
     ``scores[probe]`` is a dict with ``"scores"`` float (q, 1 + n_b, N) — column 0 is the untransformed
-    query, columns 1.. the transformed ones — and ``"labels"`` (q, 1 + n_b).
+    query, columns 1.. the transformed ones — and ``"labels"`` (q, 1 + n_b). ``x_train``/``y_train`` are the
+    (poisoned) training set as trained on: uint8 N×C×H×W images and their assigned labels.
     """
 
     scores: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     model: nn.Module | None = None
     x_train: torch.Tensor | None = None
     y_train: torch.Tensor | None = None
+    features: torch.Tensor | None = None  # float (N, D): the trained model's penultimate activations
+    dataset_model: dict[str, Any] | None = None  # the detector's own per-dataset artifact, as saved
 
 
 class Detector(ABC):
@@ -34,6 +37,12 @@ class Detector(ABC):
     name: str = ""
     probe: str | None = None  # influence-score file it reads ("base", "both", "label", "image"), or None
     needs_model: bool = False  # whether it reads the trained model and the training set
+    needs_features: bool = False  # whether it reads the model's penultimate features (+ the training set)
+    # Name of a model the detector trains once per dataset (on the CLEAN training images, by its own rule
+    # `train_<name>`), read with the training set; ``dataset_model_fields`` are the settings that determine
+    # that model (the others, e.g. a threshold, only re-run detection).
+    needs_dataset_model: str | None = None
+    dataset_model_fields: tuple[str, ...] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -41,6 +50,11 @@ class Detector(ABC):
     @abstractmethod
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         """Return the sorted, unique indices of flagged training points (int64)."""
+
+    @classmethod
+    def reads_training_set(cls) -> bool:
+        """Whether the detector reads the (poisoned) training set: images and/or assigned labels."""
+        return cls.needs_model or cls.needs_features or cls.needs_dataset_model is not None
 
     def check(self, n_b: int) -> None:
         """Validate parameters before any job runs (raise ValueError naming key, value and what is allowed)."""
@@ -68,3 +82,25 @@ def select_points(scores: torch.Tensor, n_points: int | None) -> torch.Tensor:
     if n_points > scores.shape[0]:
         raise ValueError(f"n_points={n_points} but only {scores.shape[0]} test points were scored: raise queries.count")
     return scores[:n_points]
+
+
+def labelled_features(inputs: DetectorInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The penultimate features (float64 (N, D)) and assigned training labels (int64 (N,)) of ``inputs``.
+
+    Raises:
+        ValueError: features or labels missing, of different lengths, or not finite.
+    """
+    if inputs.features is None or inputs.y_train is None:
+        raise ValueError("this detector needs the model's penultimate features and the training labels")
+    feats = inputs.features.detach().cpu().double().numpy()
+    labels = inputs.y_train.cpu().numpy().astype(np.int64)
+    if feats.ndim != 2 or len(feats) != len(labels):
+        raise ValueError(f"features of shape {feats.shape} do not match {len(labels)} training labels")
+    if not np.isfinite(feats).all():
+        raise ValueError(f"{int((~np.isfinite(feats)).sum())} penultimate features are NaN or infinite: the model is broken")
+    return feats, labels
+
+
+def label_groups(labels: np.ndarray) -> list[np.ndarray]:
+    """The indices of each label present in ``labels``, in label order."""
+    return [np.flatnonzero(labels == c) for c in np.unique(labels)]

@@ -16,14 +16,27 @@ from unpoison.unlearners import UnlearnInputs, get_unlearner
 
 def detect(
     detector: str, params: dict[str, Any], out: str, scores: dict[str, str] | None = None,
-    model: str | None = None, poisoned: str | None = None,
+    model: str | None = None, poisoned: str | None = None, features: str | None = None,
+    dataset_model: str | None = None,
 ) -> None:
-    """Run one detector and save the flagged training indices (sorted int64 ``.npy``)."""
+    """Run one detector on the inputs it declared and save the flagged training indices (sorted int64 ``.npy``).
+
+    Args:
+        detector: registered name; ``params`` its normalised settings.
+        out: the ``.npy`` to write (a meta JSON goes beside it).
+        scores: probe name → influence-score file.
+        model, poisoned, features, dataset_model: the trained model, the training set, its penultimate
+            features, and the detector's own per-dataset model, when the detector reads them.
+    """
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()})
     if model:
         inputs.model, _ = load_checkpoint(model)
     if poisoned:
         inputs.x_train, inputs.y_train = load_poisoned(poisoned)
+    if features:
+        inputs.features = load_torch(features)
+    if dataset_model:
+        inputs.dataset_model = load_torch(dataset_model)
     flagged = get_detector(detector, params).detect(inputs)
     save_npy(flagged, out)
     save_meta(out, detector=detector, params=params, n_flagged=len(flagged))
