@@ -59,7 +59,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     fresh = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
-    one = TrainRecipe(**{**recipe.to_dict(), "epochs": 1})
+    one = TrainRecipe(**{**recipe.to_dict(), "epochs": 1, "milestones": []})
     t_epoch, _ = timed(lambda: train_model(fresh, x, y, one, 0, dev))
 
     rows, score_rows = [], []
