@@ -78,6 +78,11 @@ def score_settings():
     return ScoreSettings.from_dict(config["influence"].get("scores"))
 
 
+def counterfactual_detectors():
+    """The detectors of `counterfactual:` that are in this grid (the default lists delta_influence)."""
+    return [d for d in config.get("counterfactual", []) if d in config["detectors"]]
+
+
 def sweep_grid():
     return SweepGrid.from_dict(config.get("sweep"))
 

@@ -40,7 +40,7 @@ rule plot_threshold_sweep:
 
 rule make_counterfactual_table:
     input:
-        counterfactual=run_paths("metrics/counterfactual/{detector}.json", detector=config.get("counterfactual", [])),
+        counterfactual=run_paths("metrics/counterfactual/{detector}.json", detector=counterfactual_detectors()),
     output:
         counterfactual=report("results/tables/counterfactual.csv", category="Tables"),
         markdown="results/tables/counterfactual.md",
@@ -56,7 +56,7 @@ def extra_targets():
     if "both" in needed_probes():
         targets.append(rules.make_sweep_table.output.sweep)
         targets += [f"results/figures/{d}_{a}_threshold_sweep.png" for d in config["datasets"] for a in config["attacks"]]
-    if config.get("counterfactual"):
+    if counterfactual_detectors():
         targets.append(rules.make_counterfactual_table.output.counterfactual)
     return targets
 

@@ -121,8 +121,8 @@ CONFIG_CASES = {
     "n_points > queries": ({"detector_settings": {"ekfac": {"n_points": 2}}}, "detector_settings.ekfac.n_points: 2 test points requested but queries.count = 1"),
     "sweep typo": ({"sweep": {"tau": [0.0]}}, "sweep: unknown key(s) ['tau']"),
     "sweep over more points than scored": ({"sweep": {"n_points": 3}}, "sweep.n_points: 3 exceeds queries.count = 1"),
-    "counterfactual of a detector not in the grid": (
-        {"counterfactual": ["label_only"]}, "counterfactual: 'label_only' is not in detectors"),
+    "counterfactual of an unknown detector": (
+        {"counterfactual": ["delta_influense"]}, "counterfactual: 'delta_influense' is not a known detector"),
     # named variants of a registered method
     "variant of an unknown method": (
         {"detectors": ["ekfac", "di5"], "detector_settings": {"di5": {"method": "delta_influense"}}},
