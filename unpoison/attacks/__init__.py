@@ -5,7 +5,7 @@ An attack turns clean training data into poisoned training data plus the ground 
 inputs it affects (for the poison success rate and for choosing the defender's query).
 """
 
-from unpoison.attacks.base import ATTACKS, Attack, PoisonResult, get_attack, register_attack
+from unpoison.attacks.base import ATTACKS, Attack, CleanModel, PoisonResult, get_attack, register_attack
 from unpoison.attacks import badnet  # noqa: F401  (registers "badnet")
 
-__all__ = ["ATTACKS", "Attack", "PoisonResult", "get_attack", "register_attack"]
+__all__ = ["ATTACKS", "Attack", "CleanModel", "PoisonResult", "get_attack", "register_attack"]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from unpoison.attacks.base import Attack, PoisonResult, draw_victim_target, register_attack
+from unpoison.attacks.base import Attack, CleanModel, PoisonResult, draw_victim_target, register_attack
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.params import require
 
@@ -94,7 +94,7 @@ class BadNet(Attack):
                     f"{fewest} test images (the affected points are triggered victim-class test images); use ≤ {fewest}"
                 )
 
-    def poison(self, data: ImageData, seed: int) -> PoisonResult:
+    def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         rng = self.rng(seed)
         victim, target = draw_victim_target(data.num_classes, rng)
         pool = np.flatnonzero(data.y_train.numpy() == victim)

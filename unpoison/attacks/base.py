@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.registry import Registry
 from unpoison.seeding import stage_rng
+from unpoison.training import TrainRecipe
 
 
 @dataclass
@@ -21,20 +23,35 @@ class PoisonResult:
     x_train: torch.Tensor
     y_train: torch.Tensor
     truth: dict[str, Any]
+    # Arrays a user may want to look at (e.g. a smooth trigger), saved beside the poisoned set; never read by
+    # detectors or unlearners.
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class CleanModel:
+    """A model trained on the CLEAN training set (rule ``train_clean``, one per dataset × seed), handed to
+    attacks that declare ``needs_clean_model`` (a trigger optimised on it, gradients aligned on it)."""
+
+    model: nn.Module  # in eval mode, on ``device``
+    spec: dict[str, Any]  # architecture spec (see unpoison.models.save_checkpoint): rebuild with build_model
+    recipe: TrainRecipe  # the dataset's training recipe (the victim's; augmentation settings included)
+    device: torch.device
 
 
 class Attack(ABC):
     """One poisoning attack. ``params`` come from the config; randomness only from ``seed``."""
 
     name: str = ""
+    needs_clean_model: ClassVar[bool] = False  # True: poison() receives a CleanModel (rule train_clean)
 
     def __init__(self, **params: Any) -> None:
         self.params = params
 
     @abstractmethod
-    def poison(self, data: ImageData, seed: int) -> PoisonResult:
+    def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         """Poison ``data``'s training set; victim/target classes and poison indices are drawn from ``seed``
-        through :meth:`rng`."""
+        through :meth:`rng`. ``clean`` is given exactly when the class sets ``needs_clean_model``."""
 
     def rng(self, seed: int) -> np.random.Generator:
         """The attack's own random stream (``poison``) of the run with ``seed``, independent of other stages'."""
