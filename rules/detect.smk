@@ -1,6 +1,7 @@
 def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file, the model, penultimate features, its
-    own per-dataset model, and the training set whenever it reads any of the last three."""
+    own per-dataset model, the training set whenever it reads any of the last three, and truth.json ONLY
+    for a detector that declares `needs_truth` (the oracle)."""
     det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
     inputs = {}
@@ -14,10 +15,12 @@ def detect_inputs(wildcards):
         inputs["dataset_model"] = DATASET_MODEL.format(dataset=wildcards.dataset, name=det.needs_dataset_model)
     if det.reads_training_set():
         inputs["poisoned"] = f"{run}/poisoned.pt"
+    if det.needs_truth:
+        inputs["truth"] = f"{run}/truth.json"
     return inputs
 
 
-# Never reads truth.json.
+# Reads truth.json only for the oracle (needs_truth); no other detector gets it.
 rule detect:
     input:
         unpack(detect_inputs),
