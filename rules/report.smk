@@ -10,6 +10,7 @@ rule make_tables:
         markdown="results/tables/summary.md",
     params:
         detectors=config["detectors"],
+        truth_detectors=[d for d in config["detectors"] if DETECTORS[detector_method(d)].needs_truth],
     log:
         "results/logs/make_tables.log",
     script:

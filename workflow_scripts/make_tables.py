@@ -3,7 +3,7 @@ from unpoison.runtime import logged
 
 with logged(snakemake.log[0]):
     i, o = snakemake.input, snakemake.output
-    det = detection_table(i.detection)
+    det = detection_table(i.detection, snakemake.params.truth_detectors)
     unl = unlearning_table(i.unlearned, i.poisoned, snakemake.params.detectors)
     summary = summary_table(det, unl)
     write_csv(det, o.detection)
