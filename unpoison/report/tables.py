@@ -18,10 +18,15 @@ SUMMARY_METRICS = ["n_flagged", "tpr", "precision", "clean_acc", "psr", "seconds
 NO_DETECTOR = "—"  # the detector of the reference rows (clean model, poisoned model)
 
 
-def _rows(files: Iterable[str], columns: list[str]) -> pd.DataFrame:
-    df = pd.DataFrame([load_json(f) for f in files], columns=columns)
-    df["status"] = df["status"].fillna(OK)  # rows written before the failure path existed
+def _with_status(df: pd.DataFrame) -> pd.DataFrame:
+    """``status`` filled with ``ok`` where a row has none (rows written before the failure path existed)."""
+    status = df["status"] if "status" in df else pd.Series(index=df.index, dtype=object)
+    df["status"] = [s if isinstance(s, str) else OK for s in status]
     return df
+
+
+def _rows(files: Iterable[str], columns: list[str]) -> pd.DataFrame:
+    return _with_status(pd.DataFrame([load_json(f) for f in files], columns=columns))
 
 
 def detection_table(files: Iterable[str]) -> pd.DataFrame:
@@ -37,8 +42,7 @@ def unlearning_table(unlearned_files: Iterable[str], poisoned_files: Iterable[st
     for f in poisoned_files:
         base = load_json(f)
         rows += [{**base, "detector": d, "unlearner": "none", "seconds": 0.0} for d in detectors]
-    df = pd.DataFrame(rows, columns=UNLEARNING_COLUMNS)
-    df["status"] = df["status"].fillna(OK)
+    df = _with_status(pd.DataFrame(rows, columns=UNLEARNING_COLUMNS))
     return df.sort_values(["dataset", "attack", "detector", "unlearner", "seed"]).reset_index(drop=True)
 
 
@@ -146,8 +150,7 @@ def counterfactual_table(files: Iterable[str]) -> pd.DataFrame:
     """Rows of the counterfactual (paper Table 3) of every run, and their mean ± std over the seeds whose
     attack took."""
     rows = [row for f in files for row in load_json(f)["rows"]]
-    df = pd.DataFrame(rows)
-    df["status"] = df["status"].fillna(OK) if "status" in df else OK
+    df = _with_status(pd.DataFrame(rows))
     return _summarise(df, ["dataset", "attack", "detector", "removed"], ["n_removed", "tpr", "clean_acc", "psr"])
 
 
