@@ -98,6 +98,8 @@ def test_clean_model_and_smooth_artifacts(run):
     assert np.array_equal(trigger, np.asarray(truth["trigger"], dtype=np.float32))
     assert trigger.shape == (1, 8, 8) and trigger.min() >= 0 and trigger.max() <= 0.02 + 1e-7
     assert np.load(run / SMOOTH / "artifacts/example.npy").shape == (2, 1, 8, 8)
+    meta = json.loads((run / SMOOTH / "artifacts/trigger.npy.meta.json").read_text())
+    assert meta["params"]["magnitude"] == 0.02 and meta["clean_model"] == "results/digits/clean/s3/model.pt"
     for name in ("trigger", "example"):
         assert (run / SMOOTH / f"artifacts/{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert not (run / BADNET / "artifacts").exists()  # BadNet declares no artifacts

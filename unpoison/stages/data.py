@@ -60,6 +60,8 @@ def poison_dataset(
     save_meta(out, attack=attack, params=params, seed=seed, clean_model=clean_model)
     save_json({**result.truth, "params": params, "seed": seed}, truth_out)
     _save_artifacts(attack, result.artifacts, artifacts or {}, Path(out).parent / "artifacts", log)
+    for npy in [Path(paths[0]) for paths in (artifacts or {}).values()]:
+        save_meta(npy, attack=attack, params=params, seed=seed, clean_model=clean_model)
 
 
 def _save_artifacts(
