@@ -11,6 +11,7 @@ sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from unpoison.config import ConfigError, coerce_cli_scalars, validate_config
+from unpoison.provenance import CONFIG_HASH_ENV, config_hash
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -25,6 +26,8 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 validate(config, "schemas/config.schema.yaml")  # passes by now; fills the schema's defaults
+# Every result records this hash of the validated config (unpoison.provenance); jobs inherit it.
+os.environ[CONFIG_HASH_ENV] = config_hash(config)
 
 
 include: "rules/common.smk"

@@ -68,6 +68,31 @@ def test_run_writes_tables_and_figures(finished_run):
         assert (finished_run / RUN / f"benchmarks/{rule}.tsv").exists()
 
 
+def test_every_result_file_carries_provenance(finished_run):
+    """Metrics JSONs, artifacts' meta files and tables record the code version, the config's hash (the same
+    in every job), the seed(s) and the library versions."""
+    import yaml
+
+    from unpoison.provenance import code_version
+
+    files = sorted(finished_run.glob("results/**/metrics/**/*.json")) + sorted(finished_run.glob("results/**/*.meta.json"))
+    tables = sorted((finished_run / "results/tables").glob("*.csv"))
+    assert len(files) >= 8 and len(tables) >= 4
+    hashes = set()
+    for f in files + [t.with_name(t.name + ".meta.json") for t in tables]:
+        record = json.loads(f.read_text())["provenance"]
+        assert record["code_version"] == code_version() and record["torch"] == torch.__version__
+        assert record["kronfluence"] and record["python"]
+        hashes.add(record["config_hash"])
+        if "/s3/" in str(f) and "metrics" in str(f):  # a per-run result (the sweep CSV lists its seed as a table)
+            assert record.get("seed", (record.get("seeds") or [None])[0]) == 3
+    assert len(hashes) == 1 and re.fullmatch(r"[0-9a-f]{12}", hashes.pop())
+    assert json.loads((finished_run / "results/tables/summary.csv.meta.json").read_text())["provenance"]["seeds"] == [3]
+    footer = (finished_run / "results/tables/summary.md").read_text().strip().splitlines()[-1]
+    assert footer.startswith("_Provenance: code ") and "seeds 3" in footer
+    assert yaml.safe_load(TINY.read_text())  # the config the hash was made from exists
+
+
 ALL_DETECTORS = "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
 DEFENDER_RULES = ("detect", "unlearn", "score_probes", "fit_ekfac", "train_model", "extract_features", "train_frequency")
 

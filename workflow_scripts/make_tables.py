@@ -8,5 +8,5 @@ with logged(snakemake.log[0]):
     summary = summary_table(det, unl)
     write_csv(det, o.detection)
     write_csv(unl, o.unlearning)
-    write_csv(summary, o.summary)
-    write_text(summary_markdown(summary), o.markdown)
+    write_csv(summary, o.summary, seeds=det.seed)
+    write_text(summary_markdown(summary), o.markdown, seeds=det.seed)

@@ -6,7 +6,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from unpoison.io import atomic_path, load_json
+from unpoison.io import atomic_path, load_json, meta_path, save_json
+from unpoison.provenance import provenance, provenance_line
 
 DETECTION_COLUMNS = ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr", "precision"]
 UNLEARNING_COLUMNS = ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds"]
@@ -68,7 +69,9 @@ def sweep_table(files: Iterable[str]) -> pd.DataFrame:
     grouped = df.groupby(SWEEP_KEYS, dropna=False, sort=True)[["n_flagged", "tpr", "precision"]]
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
     out.insert(0, "n_seeds", grouped.size())
-    return out.reset_index()
+    out = out.reset_index()
+    out.attrs["seeds"] = sorted(df["seed"].unique().tolist())
+    return out
 
 
 def counterfactual_table(files: Iterable[str]) -> pd.DataFrame:
@@ -78,7 +81,9 @@ def counterfactual_table(files: Iterable[str]) -> pd.DataFrame:
     grouped = df.groupby(["dataset", "attack", "detector", "removed"], sort=True)[["n_removed", "tpr", "clean_acc", "psr"]]
     out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=0).add_suffix("_std"))
     out.insert(0, "n_seeds", grouped.size())
-    return out.reset_index()
+    out = out.reset_index()
+    out.attrs["seeds"] = sorted(df["seed"].unique().tolist())
+    return out
 
 
 def counterfactual_markdown(table: pd.DataFrame) -> str:
@@ -99,12 +104,26 @@ def counterfactual_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(df: pd.DataFrame, path: str) -> None:
-    """Write a table atomically."""
+def table_seeds(df: pd.DataFrame, seeds: Iterable[int] | None = None) -> list[int] | None:
+    """The seeds a table holds: ``seeds`` if given, else its ``seed`` column, else ``df.attrs["seeds"]``."""
+    if seeds is not None:
+        return sorted({int(s) for s in seeds})
+    if "seed" in df.columns:
+        return sorted({int(s) for s in df["seed"].dropna()})
+    return df.attrs.get("seeds")
+
+
+def write_csv(df: pd.DataFrame, path: str, seeds: Iterable[int] | None = None) -> None:
+    """Write a table atomically, and beside it (``<path>.meta.json``) its provenance: code version, config
+    hash, the seeds it holds (``seeds`` or :func:`table_seeds`), library versions."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+    save_json({"n_rows": len(df), "provenance": provenance(seeds=table_seeds(df, seeds))}, meta_path(path))
 
 
-def write_text(text: str, path: str) -> None:
+def write_text(text: str, path: str, seeds: Iterable[int] | None = None) -> None:
+    """Write a Markdown table atomically; with ``seeds``, a provenance line follows it."""
+    if seeds is not None:
+        text = text.rstrip("\n") + "\n\n" + provenance_line(provenance(seeds=sorted({int(s) for s in seeds}))) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)

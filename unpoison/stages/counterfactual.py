@@ -17,6 +17,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, save_json
 from unpoison.metrics import model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean, load_poisoned
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
@@ -47,4 +48,4 @@ def counterfactual(
         retrained = get_unlearner("eu").unlearn(inputs)
         metrics = model_metrics(retrained, data, atk, facts, dev, batch_size)
         rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **metrics})
-    save_json({"rows": rows}, out)
+    save_json({"rows": rows, "provenance": provenance(seed=seed)}, out)

@@ -9,12 +9,14 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json
 from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean
 
 
 def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str) -> None:
     """Detection metrics of one flagged set; ``ids`` (dataset, attack, seed, detector) go into the row."""
-    save_json({**ids, **detection_metrics(load_npy(flagged), load_json(truth)["poison_indices"])}, out)
+    metrics = detection_metrics(load_npy(flagged), load_json(truth)["poison_indices"])
+    save_json({**ids, **metrics, "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def evaluate_model(
@@ -26,7 +28,7 @@ def evaluate_model(
     m = model_metrics(net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), resolve_device(device), batch_size)
     meta = meta_path(model)
     seconds = float(load_json(meta).get("seconds", 0.0)) if meta.exists() and ids.get("unlearner", "none") != "none" else 0.0
-    save_json({**ids, **m, "seconds": seconds}, out)
+    save_json({**ids, **m, "seconds": seconds, "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def sweep_thresholds(both: str, base: str, truth: str, grid: dict[str, Any], ids: dict[str, Any], out: str) -> None:
