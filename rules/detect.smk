@@ -6,6 +6,8 @@ def detect_inputs(wildcards):
     inputs = {}
     if det.probe:
         inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
+    if det.control_probe:
+        inputs[f"scores_controls_{det.control_probe}"] = f"{run}/scores/controls_{det.control_probe}.pt"
     if det.needs_model:
         inputs["model"] = f"{run}/model.pt"
     if det.needs_features:

@@ -170,6 +170,24 @@ def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
     assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
 
 
+def test_control_queries_are_scored_in_the_same_pass_and_read_only_by_their_detector(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "-p", "--config", "unlearners=[none]", "counterfactual=[]",
+                     "detectors=[delta_influence,delta_influence_controls,ekfac]")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["score_probes"] == 1 and jobs["select_controls"] == 1 and jobs["detect"] == 3
+    blocks = proc.stdout.split("\nrule ")
+    score_job = next(b for b in blocks if b.startswith("score_probes:"))
+    assert "controls.pt" in score_job and "scores/controls_both.pt" in score_job
+    for b in blocks:
+        if b.startswith("detect:"):
+            assert ("controls_both.pt" in b) == ("delta_influence_controls.npy" in b)
+        if b.startswith("select_controls:"):
+            assert "truth.json" not in b
+    without = snakemake(tmp_path, "-n", "--cores", "1", "--config", "unlearners=[none]", "detectors=[delta_influence]")
+    assert "select_controls" not in job_counts(without.stdout)
+
+
 def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_model(tmp_path):
     second = tmp_path / "second_dataset.yaml"  # another digits split: a second dataset
     second.write_text(
