@@ -16,6 +16,8 @@ from unpoison.provenance import CONFIG_HASH_ENV, config_hash
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+report: "report/workflow.rst"  # snakemake --report report.html: every table and figure, captions in report/
+
 # Every rule runs in this environment under `--sdm conda` (ignored otherwise).
 conda: "envs/unpoison.yaml"
 

@@ -4,9 +4,9 @@ rule make_tables:
         unlearned=run_paths("metrics/unlearning/{detector}/{unlearner}.json", detector=config["detectors"], unlearner=trained_unlearners()),
         poisoned=run_paths("metrics/poisoned.json") if "none" in config["unlearners"] else [],
     output:
-        detection=report("results/tables/detection.csv", category="Tables"),
-        unlearning=report("results/tables/unlearning.csv", category="Tables"),
-        summary=report("results/tables/summary.csv", category="Tables"),
+        detection=report("results/tables/detection.csv", caption="../report/detection.rst", category="Tables"),
+        unlearning=report("results/tables/unlearning.csv", caption="../report/unlearning.rst", category="Tables"),
+        summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         markdown="results/tables/summary.md",
     params:
         detectors=config["detectors"],
@@ -20,7 +20,7 @@ rule make_sweep_table:
     input:
         sweep=run_paths("metrics/sweep.csv"),
     output:
-        sweep=report("results/tables/sweep.csv", category="Tables"),
+        sweep=report("results/tables/sweep.csv", caption="../report/sweep.rst", category="Tables"),
     log:
         "results/logs/make_sweep_table.log",
     script:
@@ -31,7 +31,7 @@ rule plot_threshold_sweep:
     input:
         sweep=rules.make_sweep_table.output.sweep,
     output:
-        figure=report("results/figures/{dataset}_{attack}_threshold_sweep.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_threshold_sweep.png", caption="../report/threshold_sweep.rst", category="Figures"),
     log:
         "results/logs/figures/{dataset}_{attack}_threshold_sweep.log",
     script:
@@ -42,7 +42,7 @@ rule make_counterfactual_table:
     input:
         counterfactual=run_paths("metrics/counterfactual/{detector}.json", detector=counterfactual_detectors()),
     output:
-        counterfactual=report("results/tables/counterfactual.csv", category="Tables"),
+        counterfactual=report("results/tables/counterfactual.csv", caption="../report/counterfactual.rst", category="Tables"),
         markdown="results/tables/counterfactual.md",
     log:
         "results/logs/make_counterfactual_table.log",
@@ -78,7 +78,7 @@ rule plot_influence_collapse:
         scores=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/scores/both.pt",
         truth=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/truth.json",
     output:
-        figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", caption="../report/collapse.rst", category="Figures"),
     params:
         tau=detector_params("delta_influence")["tau"],
         k=detector_params("delta_influence")["k"],
@@ -93,7 +93,7 @@ rule plot_psr_vs_accuracy:
     input:
         unlearning=rules.make_tables.output.unlearning,
     output:
-        figure=report("results/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.png", caption="../report/psr_vs_accuracy.rst", category="Figures"),
     log:
         "results/logs/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.log",
     script:
