@@ -153,9 +153,13 @@ def test_pickled_model_is_refused(planted, capsys, tmp_path):
     torch.save(planted["net"], tmp_path / "whole_model.pt")  # the whole object, not its state_dict
     err = _run(planted, capsys, weights=tmp_path / "whole_model.pt")
     assert "pickled Python objects" in err and "weights_only=True" in err and "torch.save(model.state_dict()" in err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(AuditError, match="not a readable torch file"):
-        (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
         read_state_dict(tmp_path / "junk.pt")
+    state = planted["net"].state_dict()
+    torch.save({**state, "head.bias": torch.full_like(state["head.bias"], float("nan"))}, tmp_path / "nan.pt")
+    with pytest.raises(AuditError, match=r"NaN/inf values in 1 tensor\(s\) \['head.bias'\]"):
+        read_state_dict(tmp_path / "nan.pt")
 
 
 def test_query_size_channel_and_label(planted, capsys, tmp_path):

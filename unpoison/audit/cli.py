@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         audit(o["arch"], o["weights"], o["train"], o["query"], o["out"], settings, o["num_classes"], o["model_option"],
               o["mean"], o["std"], o["sheet_size"])
-    except (AuditError, DatasetError, ParamError) as err:
+    except (AuditError, DatasetError, ParamError, FloatingPointError) as err:  # NaN/inf scores: never flag silently
         print(f"unpoison-audit: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -162,9 +162,9 @@ def run_audit(
     detector = get_detector("delta_influence", {"tau": settings.tau, "k": settings.k})
     data = TensorDataset01(train.x, train.y)
     seconds: dict[str, float] = {}
-    start = time.perf_counter()
     agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
     log(f"the model classifies {100 * agreement:.1f} % of the {len(train.y)} training images as labelled")
+    start = time.perf_counter()
     factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples)
     scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:

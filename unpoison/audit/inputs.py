@@ -179,7 +179,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``module.`` prefix on every key (DataParallel) is removed.
 
     Raises:
-        AuditError: missing file, a pickled model object, not a torch file, or not a dict of tensors.
+        AuditError: missing file, a pickled model object, not a torch file, not a dict of tensors, or NaN/inf
+            values.
     """
     path = Path(path)
     if not path.is_file():
@@ -207,6 +208,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         )
     if all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
+    broken = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise AuditError(
+            f"--weights {str(path)!r} has NaN/inf values in {len(broken)} tensor(s) {broken[:5]}: the model diverged "
+            "or the file is damaged; export the weights of a healthy model"
+        )
     return obj
 
 
