@@ -41,6 +41,7 @@ include: "rules/detect.smk"
 include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/paper.smk"
 
 
 rule all:
@@ -48,4 +49,5 @@ rule all:
         rules.make_tables.output,
         figure_targets(),
         extra_targets(),
+        paper_targets(),
     default_target: True

@@ -210,7 +210,7 @@ def points_table(detection: pd.DataFrame, grid: PaperGrid, method: str) -> pd.Da
     rows: list[tuple[Detector, str | None]] = []
     for n in counts:
         at = [d for d in found if d.points == n]
-        rows += [(d, None) for d in at] if at else [(Detector(f"{method}_{n}pts", method, n), _not_run_detector(method, n))]
+        rows += [(d, None) for d in at] if at else [(Detector(method, method, n), _not_run_detector(method, n))]
     return _detection_rows(detection, grid, rows)
 
 
