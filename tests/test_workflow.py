@@ -62,6 +62,21 @@ def test_run_writes_tables_and_figures(finished_run):
     cf = pd.read_csv(finished_run / "results/tables/counterfactual.csv").set_index("removed")
     found = det[det.detector == "delta_influence"].true_positives.iloc[0]
     assert cf.loc["detected", "n_removed_mean"] == found and cf.loc["missed", "n_removed_mean"] == 40 - found
+    # the paper's tables and figures from this grid: every file exists, missing cells say why
+    paper = finished_run / "results/paper"
+    t1 = pd.read_csv(paper / "table1.csv")
+    assert {"delta_influence", "ekfac"} <= set(t1.detector)
+    di = t1[t1.detector == "delta_influence"].iloc[0]
+    assert di.n_seeds == 1 and di.precision_mean == pytest.approx(det[det.detector == "delta_influence"].precision.iloc[0])
+    assert t1[t1.detector == "frequency"].cell.iloc[0] == "not run (add `frequency` to detectors)"
+    t4 = pd.read_csv(paper / "table4.csv")  # no n_points: queries.count (1) points
+    assert t4[t4.points == 1].detector.tolist() == ["delta_influence"] and "(1 seed)" in t4[t4.points == 1].cell.iloc[0]
+    t3 = pd.read_csv(paper / "table3.csv").set_index("removed")
+    assert t3.loc["detected", "cell"].startswith("PSR ") and t3.loc["detected", "n_removed_mean"] == found
+    for n in range(1, 6):
+        assert (paper / f"table{n}.md").read_text().startswith(f"**Table {n}") and (paper / f"table{n}.csv.meta.json").exists()
+    for n in range(2, 6):
+        assert (paper / f"figure{n}.png").read_bytes()[:4] == b"\x89PNG"
     # every rule logged, every expensive rule benchmarked
     assert (finished_run / RUN / "logs/train_model.log").exists()
     for rule in ("train_model", "fit_ekfac", "score_probes"):
@@ -76,8 +91,8 @@ def test_every_result_file_carries_provenance(finished_run):
     from unpoison.provenance import code_version
 
     files = sorted(finished_run.glob("results/**/metrics/**/*.json")) + sorted(finished_run.glob("results/**/*.meta.json"))
-    tables = sorted((finished_run / "results/tables").glob("*.csv"))
-    assert len(files) >= 8 and len(tables) >= 4
+    tables = sorted((finished_run / "results/tables").glob("*.csv")) + sorted((finished_run / "results/paper").glob("*.csv"))
+    assert len(files) >= 8 and len(tables) >= 9
     hashes = set()
     for f in files + [t.with_name(t.name + ".meta.json") for t in tables]:
         record = json.loads(f.read_text())["provenance"]
@@ -158,6 +173,7 @@ def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     jobs = job_counts(proc.stdout)
     assert jobs["train_model"] == 2 and jobs["fit_ekfac"] == 2 and jobs["score_probes"] == 2
     assert jobs["detect"] == 8 and jobs["unlearn"] == 16
+    assert jobs["make_paper"] == 1  # the paper's tables and figures: one job for the whole grid
 
 
 def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
@@ -261,6 +277,7 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
     assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == jobs["extract_features"] == models
     assert jobs["prepare_dataset"] == jobs["train_frequency"] == 3
     assert jobs["detect"] == models * 7 and jobs["unlearn"] == models * 7 * 2
+    assert jobs["make_paper"] == 1  # one job for 3 datasets × 7 detectors × 3 unlearners
     blocks = proc.stdout.split("\n\n")
     for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_frequency"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
