@@ -10,7 +10,7 @@ points the way of the target's adversarial gradient,
 minimised by signed Adam with projection onto the ε-ball and the [0, 1] box after each step. A victim
 trained from scratch on the poisoned set then (hopefully) classifies the target as the adversarial class.
 
-Published defaults (Geiping et al. 2021, Table/§5; reference code ``forest``) and ours:
+Published defaults (Geiping et al. 2021 §4–5; the reference code's ``forest/options.py``) and ours:
 
     ================  ===============================  =======================================
     setting           published                        here (param)
@@ -36,6 +36,10 @@ Decisions: the clean model stays in eval mode while brewing (BatchNorm frozen, a
 reference); its gradients are taken over all trainable parameters; poisons are processed in batches of
 ``batch_size``, each batch's cosine loss back-propagated and the δ-gradients accumulated before the single
 signed-Adam step (the reference's per-batch loss); with ``ensemble`` > 1 the loss is the mean over models.
+The augmentation is the victim recipe's integer shift (zero fill) and flip from :mod:`unpoison.augment`,
+differentiable through its indexing (the reference: a bilinear ``grid_sample`` shift of up to 4 px on 32 px
+and a flip); ``flip`` follows the recipe (off for digits). Unlike the reference we do not scale lr by
+``batch_size``/512 or 1/``ensemble``. A restart's final loss is that of its last step (as the reference).
 ``target_quantile`` < 1 restricts the (target, adversarial class) draw to the pairs with the smallest
 clean-model margin (an attacker's choice outside the published setting; 1 = the published uniform draw).
 """
