@@ -154,6 +154,8 @@ def main() -> None:
         result = attack.poison(data, seed, CleanModel(net, spec, recipe, device))
         brew_s = time.perf_counter() - start
         t = result.truth
+        print(f"seed {seed}: clean acc {clean_acc:.3f}, epoch {epoch_s:.1f} s; brewed in {brew_s:.0f} s "
+              f"({brew_s / epoch_s:.1f} epochs), final alignment loss {t['final_alignment_loss']}", flush=True)
         victim, victim_s = train_fresh(spec, result.x_train, result.y_train, recipe, seed, "train", device)
         x_t, _, adv = attack.affected_test(data, t)
         with torch.no_grad():
