@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from _common import ROOT, machine
-from unpoison.attacks import ATTACKS, CleanModel, get_attack
+from unpoison.attacks import ATTACKS, CleanModel, PoisonResult, get_attack
 from unpoison.config import SOURCE_EXCLUDED
 from unpoison.data import ImageData, load_dataset, to_float
 from unpoison.models import build_model
@@ -102,6 +102,7 @@ def table(paths: list[str]) -> str:
     out = ["| setting | seeds | flipped | p(adv) on target | best alignment loss | brew, training epochs | brew s (per step) | victim acc % |",
            "|---|---|---:|---|---|---:|---:|---:|"]
     for label, rows in groups.items():
+        rows = sorted(rows, key=lambda r: r["seed"])
         flips = sum(r["flipped"] for r in rows)
         p_adv = ", ".join(f"{r['p_adv']:.2f}" for r in rows)
         loss = ", ".join(f"{min(r['final_alignment_loss']):.3f}" for r in rows)
@@ -114,6 +115,34 @@ def table(paths: list[str]) -> str:
     return "\n".join(out)
 
 
+def step_cost(spec: dict, data: ImageData, recipe: TrainRecipe, params: dict, device: torch.device,
+              steps: int = 5, batches: int = 10) -> str:
+    """Seconds per brew step on ``budget`` poisons vs per training batch, timed back to back on an untrained
+    model (cost does not depend on the weights); the implied brew cost in training epochs."""
+    from unpoison.attacks.witches_brew import brew_restart, target_gradient
+
+    torch.manual_seed(0)
+    net = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"]).to(device)
+    probe = TrainRecipe.from_dict({**recipe.to_dict(), "epochs": 1, "milestones": []})
+    n = batches * recipe.batch_size
+    start = time.perf_counter()
+    train_model(net, data.x_train[:n], data.y_train[:n], probe, 0, device)
+    per_batch = (time.perf_counter() - start) / batches
+    epoch = per_batch * len(data.x_train) / recipe.batch_size
+    net.eval()
+    x = to_float(data.x_train[: params["budget"]].to(device))
+    y = data.y_train[: params["budget"]].to(device)
+    grads = [target_gradient(net, to_float(data.x_test[:1].to(device)), 0)]
+    start = time.perf_counter()
+    brew_restart([net], grads, x, y, params["eps"], steps, params["lr"], params["batch_size"], recipe.crop_padding,
+                 recipe.flip, torch.Generator().manual_seed(0))
+    per_step = (time.perf_counter() - start) / steps
+    total = per_step * params["steps"] * params["restarts"] * params["ensemble"]
+    return (f"training batch {per_batch:.3f} s (epoch ≈ {epoch:.1f} s); brew step on {params['budget']} poisons "
+            f"{per_step:.3f} s = {per_step / epoch:.3f} epochs; {params['steps']} steps × {params['restarts']} restarts "
+            f"× {params['ensemble']} models ≈ {total / epoch:.1f} training epochs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", nargs="*", default=None, help="only print the markdown table of these JSON-lines files")
@@ -124,6 +153,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="shorten the recipe (milestones scaled) for CPU budgets")
     ap.add_argument("--set", nargs="*", default=[], help="witches_brew overrides, key=value")
     ap.add_argument("--label", default="", help="a name for this setting in the output")
+    ap.add_argument("--control", action="store_true", help="no poisons: the victim on the clean set, same target")
+    ap.add_argument("--cost-only", action="store_true", help="only time brew steps against training batches")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--out", default=str(OUT / "brew_success.jsonl"))
     args = ap.parse_args()
@@ -144,6 +175,9 @@ def main() -> None:
     attack = get_attack("witches_brew", params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"# {machine()}\n# {args.dataset} recipe {recipe.to_dict()}\n# witches_brew {params}", flush=True)
+    if args.cost_only:
+        print(step_cost(spec, data, recipe, params, device))
+        return
     rows = []
     for seed in args.seeds:
         cseed = seed if args.clean_seed is None else args.clean_seed
@@ -151,7 +185,13 @@ def main() -> None:
         epoch_s = clean_s / recipe.epochs
         clean_acc = accuracy(net, data.x_test, data.y_test, device)
         start = time.perf_counter()
-        result = attack.poison(data, seed, CleanModel(net, spec, recipe, device))
+        if args.control:  # the same target and class, victim trained on the CLEAN set (no poisons)
+            target, adv_class = attack.choose_target(net, data, attack.rng(seed), device)
+            truth = {"target_index": target, "target_class": int(data.y_test[target]), "adversarial_class": adv_class,
+                     "final_alignment_loss": [float("nan")], "chosen_restart": 0}
+            result = PoisonResult(data.x_train, data.y_train, truth, {"perturbation": torch.zeros(1).numpy()})
+        else:
+            result = attack.poison(data, seed, CleanModel(net, spec, recipe, device))
         brew_s = time.perf_counter() - start
         t = result.truth
         print(f"seed {seed}: clean acc {clean_acc:.3f}, epoch {epoch_s:.1f} s; brewed in {brew_s:.0f} s "
