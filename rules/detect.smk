@@ -1,9 +1,10 @@
 def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file, the model, penultimate features, its
-    own per-dataset model, and the training set whenever it reads any of the last three."""
+    own per-dataset model, and the training set whenever it reads any of the last three; and the run's
+    queries, which say whether the attack took (if not, no detector runs: unpoison.status)."""
     det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
-    inputs = {}
+    inputs = {"queries": f"{run}/queries.pt"}
     if det.probe:
         inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
     if det.control_probe:

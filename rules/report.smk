@@ -2,7 +2,8 @@ rule make_tables:
     input:
         detection=run_paths("metrics/detection/{detector}.json", detector=config["detectors"]),
         unlearned=run_paths("metrics/unlearning/{detector}/{unlearner}.json", detector=config["detectors"], unlearner=trained_unlearners()),
-        poisoned=run_paths("metrics/poisoned.json") if "none" in config["unlearners"] else [],
+        poisoned=run_paths("metrics/poisoned.json"),  # the `none` rows, and the poisoned-model reference row
+        clean_model=run_paths("metrics/clean_model.json") if clean_model_in_grid() else [],  # clean reference row
     output:
         detection=report("results/tables/detection.csv", caption="../report/detection.rst", category="Tables"),
         unlearning=report("results/tables/unlearning.csv", caption="../report/unlearning.rst", category="Tables"),
@@ -10,6 +11,7 @@ rule make_tables:
         markdown="results/tables/summary.md",
     params:
         detectors=config["detectors"],
+        with_none="none" in config["unlearners"],
     log:
         "results/logs/make_tables.log",
     script:
@@ -51,8 +53,9 @@ rule make_counterfactual_table:
 
 
 def extra_targets():
-    """The sweep (when Δ-Influence's scores exist) and the counterfactual table (when configured)."""
-    targets = []
+    """The sweep (when Δ-Influence's scores exist), the counterfactual table (when configured) and the attacks'
+    artifacts (e.g. the smooth trigger and a triggered example, RUN/artifacts/*.{npy,png})."""
+    targets = [str(p).format(dataset=d, attack=a, seed=s) for d, a, s in runs() for p in artifact_outputs(a).values()]
     if "both" in needed_probes():
         targets.append(rules.make_sweep_table.output.sweep)
         targets += [f"results/figures/{d}_{a}_threshold_sweep.png" for d in config["datasets"] for a in config["attacks"]]

@@ -94,6 +94,8 @@ def producing_rule(path: str | os.PathLike[str]) -> str | None:
         return "unlearn"
     if path.suffix == ".pt" and path.parent.name == "scores":
         return "score_probes"
+    if path.name == "model.pt" and path.parent.parent.name == "clean":  # results/{dataset}/clean/s{seed}/model.pt
+        return "train_clean"
     return _RULE_BY_NAME.get(path.name)
 
 

@@ -9,7 +9,8 @@ the victim class for 38 % of seeds instead of 1/9).
 
 Stream names in use: ``poison`` (attacks), ``queries``, ``probes``, ``train/init`` and ``train/order``
 (model initialisation; shuffling and augmentation), ``factors`` (Fisher labels, subsample order),
-``unlearn/eu/init``, ``unlearn/eu/order``, ``unlearn/cf``.
+``unlearn/eu/init``, ``unlearn/eu/order``, ``unlearn/cf``, ``clean/init`` and ``clean/order`` (the model trained on
+the clean training set, rule ``train_clean``).
 """
 
 from __future__ import annotations

@@ -10,12 +10,22 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
+from unpoison.status import OK, attack_failure, not_applicable  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
     plt.close(fig)
+
+
+def _placeholder(out: str, title: str, text: str) -> None:
+    """A figure that says why there is nothing to plot (e.g. the run's attack failed)."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+    fig.suptitle(title)
+    _save(fig, out)
 
 
 def plot_collapse(
@@ -59,6 +69,9 @@ def plot_collapse(
 def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
     """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
     payload = load_torch(scores)
+    if attack_failure(payload):
+        _placeholder(out, title, f"no affected test point: {not_applicable(attack_failure(payload))}")
+        return
     s = payload["scores"][0]  # (1 + n_b, N) for the first test point
     delta = (s[1:] - s[:1]).numpy()  # n_b × N
     poison = np.zeros(delta.shape[1], dtype=bool)
@@ -70,6 +83,8 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "e
     """PSR against clean accuracy after ``unlearner`` per detector (mean ± std over seeds); the poisoned
     model is the 'none' point."""
     df = unlearning[unlearning.unlearner.isin([unlearner, "none"])]
+    if "status" in df:
+        df = df[df.status == OK]  # runs whose attack failed have no defence to plot
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     base = df[df.unlearner == "none"].drop_duplicates(["dataset", "attack", "seed"])
     if len(base):
@@ -89,6 +104,9 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "e
 def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None:
     """Precision against TPR over the Δ-Influence τ × k grid (one line per k) and the EK-FAC thresholds,
     means over seeds: the threshold question as a curve, not a picked point."""
+    if sweep.empty:
+        _placeholder(out, title, "no run with a successful attack: nothing to sweep")
+        return
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     di = sweep[sweep.detector == "delta_influence"]
     for k, part in di.groupby("k"):
@@ -104,4 +122,28 @@ def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None
     ax.set_xlim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def plot_artifact(array: np.ndarray, out: str, title: str = "") -> None:
+    """An attack's artifact as an image: C×H×W (or H×W) one image, N×C×H×W a row of images.
+
+    uint8 arrays are shown as pixels (0..255); float arrays (e.g. a trigger in [0, 0.2]) are scaled so that
+    their largest value is white, and the title states the range.
+    """
+    a = np.asarray(array)
+    images = a[None] if a.ndim == 3 else (a[None, None] if a.ndim == 2 else a)
+    if images.ndim != 4:
+        raise ValueError(f"artifact of shape {a.shape} is not an image or a stack of images")
+    if a.dtype == np.uint8:
+        shown, note = images.astype(np.float32) / 255.0, "pixels 0..255"
+    else:
+        top = float(np.abs(images).max()) or 1.0
+        shown, note = np.clip(images / top, 0.0, 1.0), f"values {float(a.min()):.3g}..{float(a.max()):.3g}, max shown white"
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
+    for ax, img in zip(axes[0], shown):
+        hwc = np.transpose(img, (1, 2, 0))
+        ax.imshow(hwc[..., 0] if hwc.shape[-1] == 1 else hwc, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.axis("off")
+    fig.suptitle(f"{title} ({note})", fontsize=8)
     _save(fig, out)

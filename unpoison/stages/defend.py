@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from unpoison.detectors import DetectorInputs, get_detector
 from unpoison.device import resolve_device
 from unpoison.io import load_npy, load_torch, save_meta, save_npy
 from unpoison.models import load_checkpoint, save_checkpoint
 from unpoison.stages.data import load_poisoned
+from unpoison.status import not_applicable, read_attack_failure
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -17,7 +20,7 @@ from unpoison.unlearners import UnlearnInputs, get_unlearner
 def detect(
     detector: str, params: dict[str, Any], out: str, scores: dict[str, str] | None = None,
     model: str | None = None, poisoned: str | None = None, features: str | None = None,
-    dataset_model: str | None = None,
+    dataset_model: str | None = None, queries: str | None = None,
 ) -> None:
     """Run one detector on the inputs it declared and save the flagged training indices (sorted int64 ``.npy``).
 
@@ -27,7 +30,14 @@ def detect(
         scores: probe name → influence-score file.
         model, poisoned, features, dataset_model: the trained model, the training set, its penultimate
             features, and the detector's own per-dataset model, when the detector reads them.
+        queries: the run's queries; when they record that the attack failed, no detector runs and the flags
+            are empty, with ``not_applicable`` in the meta file.
     """
+    failed = read_attack_failure(queries)
+    if failed:
+        save_npy(np.empty(0, dtype=np.int64), out)
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=not_applicable(failed))
+        return
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()})
     if model:
         inputs.model, _ = load_checkpoint(model)
@@ -44,10 +54,16 @@ def detect(
 
 def unlearn(
     unlearner: str, params: dict[str, Any], model: str, poisoned: str, flagged: str,
-    recipe: dict[str, Any], seed: int, device: str, out: str, log=None,
+    recipe: dict[str, Any], seed: int, device: str, out: str, log=None, queries: str | None = None,
 ) -> None:
-    """Unlearn the flagged points from ``model``; the meta file records the wall-clock seconds."""
+    """Unlearn the flagged points from ``model``; the meta file records the wall-clock seconds. When the run's
+    ``queries`` record that the attack failed, the model is written unchanged with ``not_applicable`` in its meta."""
     net, spec = load_checkpoint(model)
+    failed = read_attack_failure(queries)
+    if failed:
+        save_checkpoint(out, net, spec)
+        save_meta(out, unlearner=unlearner, params=params, seconds=0.0, n_forget=0, seed=seed, not_applicable=not_applicable(failed))
+        return
     x, y = load_poisoned(poisoned)
     forget = load_npy(flagged)
     method = get_unlearner(unlearner, params)
