@@ -12,6 +12,7 @@ rule make_tables:
     params:
         detectors=config["detectors"],
         with_none="none" in config["unlearners"],
+        truth_detectors=[d for d in config["detectors"] if DETECTORS[detector_method(d)].needs_truth],
     log:
         "results/logs/make_tables.log",
     script:

@@ -45,12 +45,17 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_tables_and_figures(finished_run):
     det = pd.read_csv(finished_run / "results/tables/detection.csv")
-    assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr", "precision", "status"]
+    assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr",
+                                 "precision", "uses_truth", "status"]
     assert (det.status == "ok").all()
-    assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all()
+    assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all() and not det.uses_truth.any()
     unl = pd.read_csv(finished_run / "results/tables/unlearning.csv")
-    assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds", "status"]
+    assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds",
+                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status"]
     assert set(unl.unlearner) == {"none", "eu"}
+    eu = unl[unl.unlearner == "eu"].merge(det, on=["dataset", "attack", "seed", "detector"])
+    assert (eu.seconds > 0).all() and (eu.cpu_seconds > 0).all() and (eu.cost_vs_eu == 1.0).all()
+    assert np.allclose(eu.budget_epochs, 12 * (1 - eu.n_flagged / 1437))  # tiny recipe: 12 epochs over the retain set
     before = unl[unl.unlearner == "none"]
     assert (before.psr > 0.5).all()  # the attack took on the poisoned model
     summary = pd.read_csv(finished_run / "results/tables/summary.csv")
@@ -128,6 +133,20 @@ def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
     assert seen == set(DEFENDER_RULES)
     freq = next(b for b in blocks if "rule train_frequency:" in b)
     assert "results/digits/clean.pt" in freq.split("output:")[0] and "poisoned.pt" not in freq  # clean images only
+
+
+def test_only_the_oracle_detect_jobs_read_truth(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config",
+                     "detectors=[delta_influence,ekfac,activation_clustering,oracle_10,oracle_100]", "unlearners=[none,ssd]")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    blocks = proc.stdout.split("\n\n")
+    detect = {re.search(r"flagged/(\w+)\.npy", b).group(1): b.split("output:")[0] for b in blocks if "rule detect:" in b}
+    assert set(detect) == {"delta_influence", "ekfac", "activation_clustering", "oracle_10", "oracle_100"}
+    for name, inputs in detect.items():
+        assert ("truth.json" in inputs) == name.startswith("oracle"), (name, inputs)
+    assert "scores/" not in detect["oracle_10"] and "poisoned.pt" not in detect["oracle_10"]  # truth only
+    unlearn = [b for b in blocks if "rule unlearn:" in b]
+    assert len(unlearn) == 5 and not any("truth.json" in b.split("output:")[0] for b in unlearn)
 
 
 def test_changing_tau_reruns_detection_only(finished_run):

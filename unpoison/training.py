@@ -6,7 +6,6 @@ lr ×0.1 at epochs 14/25/35, random crop ±4 px + horizontal flip.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -16,7 +15,7 @@ from torch import nn
 
 from unpoison.augment import random_crop_flip
 from unpoison.data import to_float
-from unpoison.device import AmpName, autocast_dtype
+from unpoison.device import AmpName, autocast
 from unpoison.params import require
 from unpoison.registry import ConfigSettings
 
@@ -56,13 +55,6 @@ class TrainRecipe(ConfigSettings):
         require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
         require(self.crop_padding >= 0, "crop_padding", self.crop_padding, "≥ 0 pixels")
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "≥ 1")
-
-
-def _autocast(device: torch.device, amp: str):
-    dtype = autocast_dtype(amp)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def train_model(
@@ -110,7 +102,7 @@ def train_model(
             xb = to_float(xb)
             if recipe.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, recipe.amp):
+            with autocast(device, recipe.amp):
                 loss = loss_fn(model(xb), y_dev[idx])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
