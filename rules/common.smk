@@ -138,6 +138,11 @@ def needed_probes():
     return sorted(probes | {"base"})
 
 
+def needed_control_probes():
+    """Probes the configured detectors also read for the control queries (``controls_<probe>`` score files)."""
+    return sorted({DETECTORS[detector_method(d)].control_probe for d in config["detectors"]} - {None})
+
+
 def trained_unlearners():
     return [u for u in config["unlearners"] if UNLEARNERS[unlearner_method(u)].produces_model]
 

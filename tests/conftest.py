@@ -52,3 +52,19 @@ def _write_npz(path, n_train=40, n_test=10, shape=(8, 8, 3), classes=4, **drop) 
 def write_npz():
     """Function writing a small dataset .npz: ``write_npz(path, **options)``."""
     return _write_npz
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(digits):
+    """(model, spec, recipe): a width-4 digits_cnn trained 2 epochs on the digits training set (seed 0).
+    Tests must deep-copy the model before changing it."""
+    from unpoison.models import build_model
+    from unpoison.training import TrainRecipe, train_model
+
+    torch.set_num_threads(1)
+    recipe = TrainRecipe(epochs=2, batch_size=64, lr=0.05, milestones=[], crop_padding=0, flip=False)
+    spec = {"name": "digits_cnn", "num_classes": 10, "in_channels": 1, "options": {"width": 4}}
+    torch.manual_seed(0)
+    model = build_model("digits_cnn", 10, 1, {"width": 4})
+    train_model(model, digits.x_train, digits.y_train, recipe, 0, torch.device("cpu"))
+    return model.eval(), spec, recipe

@@ -30,7 +30,8 @@ def test_default_config_is_valid():
 
 
 def test_every_shipped_config_is_valid():
-    for extra in ("tests/configs/tiny.yaml", "experiments/cifar10-cpu.yaml", "experiments/paper.yaml", "experiments/points.yaml"):
+    for extra in ("tests/configs/tiny.yaml", "experiments/cifar10-cpu.yaml", "experiments/paper.yaml", "experiments/points.yaml",
+                  "experiments/digits-unlearners.yaml", "experiments/ssd-grid.yaml"):
         cfg = copy.deepcopy(DEFAULT)
         _merge(cfg, yaml.safe_load((ROOT / extra).read_text()))
         check_config(cfg, check_data=False)  # the data of the CPU/GPU experiments are not needed by the tests

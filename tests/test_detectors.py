@@ -169,3 +169,44 @@ def test_counterfactual_splits_poisons_into_detected_and_missed():
 
     detected, missed = split_poisons(np.array([1, 5, 7, 100]), [5, 6, 7, 8])
     assert detected.tolist() == [5, 7] and missed.tolist() == [6, 8]
+
+
+# ---- the oracle: reads the ground truth, flags a seeded share of the true poisons -------------------------
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.1, 4), (0.5, 20), (1.0, 40), (0.11, 5), (0.01, 1)])
+def test_oracle_flags_exactly_ceil_fraction_of_the_true_poisons(fraction, expected):
+    poisons = list(range(100, 1400, 33))[:40]
+    inputs = DetectorInputs(truth={"poison_indices": poisons}, seed=3)
+    flagged = get_detector("oracle", {"fraction": fraction}).detect(inputs)
+    assert len(flagged) == expected and set(flagged.tolist()) <= set(poisons)
+    assert flagged.dtype == np.int64 and np.all(np.diff(flagged) > 0)
+
+
+def test_oracle_draws_are_seeded_by_the_run():
+    poisons = list(range(0, 400, 10))
+    det = get_detector("oracle", {"fraction": 0.5})
+    a = det.detect(DetectorInputs(truth={"poison_indices": poisons}, seed=0))
+    assert np.array_equal(a, det.detect(DetectorInputs(truth={"poison_indices": poisons}, seed=0)))
+    assert not np.array_equal(a, det.detect(DetectorInputs(truth={"poison_indices": poisons}, seed=1)))
+
+
+def test_only_the_oracle_reads_the_truth():
+    from unpoison.detectors import DETECTORS
+
+    assert [n for n, cls in DETECTORS.items() if cls.needs_truth] == ["oracle"]
+    with pytest.raises(ValueError, match="ground truth"):
+        get_detector("oracle").detect(DetectorInputs(seed=0))
+    with pytest.raises(ValueError, match="fraction: 0.0 is not allowed"):
+        get_detector("oracle", {"fraction": 0.0})
+
+
+def test_the_detect_stage_refuses_truth_for_other_detectors(tmp_path):
+    from unpoison.stages.defend import detect
+
+    truth = tmp_path / "truth.json"
+    truth.write_text('{"poison_indices": [1, 2, 3, 4]}')
+    with pytest.raises(ValueError, match="does not declare needs_truth"):
+        detect("ekfac", {"threshold": 0.0, "n_points": None}, str(tmp_path / "f.npy"), truth=str(truth), seed=0)
+    detect("oracle", {"fraction": 0.5}, str(tmp_path / "o.npy"), truth=str(truth), seed=0)
+    assert len(np.load(tmp_path / "o.npy")) == 2

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+from typing import ContextManager, Literal
 
 import torch
 
@@ -33,3 +34,11 @@ def autocast_dtype(name: str | None) -> torch.dtype | None:
     if name not in table:
         raise ValueError(f"amp: {name!r} is not one of none, bf16, fp16")
     return table[name]
+
+
+def autocast(device: torch.device, amp: str | None) -> ContextManager:
+    """``torch.autocast`` on ``device`` with the config's AMP dtype, or a no-op for ``none``."""
+    dtype = autocast_dtype(amp)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

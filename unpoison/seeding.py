@@ -9,7 +9,10 @@ the victim class for 38 % of seeds instead of 1/9).
 
 Stream names in use: ``poison`` (attacks), ``queries``, ``probes``, ``train/init`` and ``train/order``
 (model initialisation; shuffling and augmentation), ``factors`` (Fisher labels, subsample order),
-``unlearn/eu/init``, ``unlearn/eu/order``, ``unlearn/cf``, ``clean/init`` and ``clean/order`` (the model trained on
+``detect/oracle`` (which true poisons the oracle flags), ``unlearn/eu/init``, ``unlearn/eu/order``,
+``unlearn/cf``, ``unlearn/ssd`` and ``unlearn/potion`` (importance batch composition), ``unlearn/scrub``,
+``unlearn/badt/order``, ``unlearn/badt/teacher`` (the random teacher's initialisation), ``unlearn/ga``,
+``unlearn/neggrad_plus`` (batch orders). Named variants of a method share its stream, ``clean/init`` and ``clean/order`` (the model trained on
 the clean training set, rule ``train_clean``).
 """
 

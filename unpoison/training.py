@@ -6,17 +6,16 @@ lr ×0.1 at epochs 14/25/35, random crop ±4 px + horizontal flip.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from unpoison.augment import random_crop_flip
 from unpoison.data import to_float
-from unpoison.device import AmpName, autocast_dtype
+from unpoison.device import AmpName, autocast
 from unpoison.params import require
 from unpoison.registry import ConfigSettings
 
@@ -56,13 +55,6 @@ class TrainRecipe(ConfigSettings):
         require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
         require(self.crop_padding >= 0, "crop_padding", self.crop_padding, "≥ 0 pixels")
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "≥ 1")
-
-
-def _autocast(device: torch.device, amp: str):
-    dtype = autocast_dtype(amp)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def train_model(
@@ -110,7 +102,7 @@ def train_model(
             xb = to_float(xb)
             if recipe.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, recipe.amp):
+            with autocast(device, recipe.amp):
                 loss = loss_fn(model(xb), y_dev[idx])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -129,15 +121,27 @@ def train_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Predicted labels for uint8 or [0,1] float images (CPU int64 tensor)."""
+def batched_forward(
+    model: nn.Module, x: torch.Tensor, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """``fn(xb)`` (default ``model(xb)``) over uint8 or [0, 1] float images ``x`` in batches, in eval mode.
+
+    Each batch is moved to ``device`` and converted to [0, 1] floats there (uint8 crosses the bus, not
+    float32); the outputs are concatenated on the CPU. An empty ``x`` gives an empty tensor.
+    """
     model.eval().to(device)
+    fn = fn or model
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(model(xb).argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+        out.append(fn(to_float(xb) if xb.dtype == torch.uint8 else xb).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Predicted labels for uint8 or [0,1] float images (CPU int64 tensor)."""
+    return batched_forward(model, x, device, lambda xb: model(xb).argmax(1), batch_size).long()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 512) -> float:
@@ -147,17 +151,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return float((predict(model, x, device, batch_size) == y.cpu()).float().mean())
 
 
-@torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     """``model.features(x)`` (the activations its linear head reads) of uint8 or [0, 1] images, in eval mode.
 
     Returns:
         A CPU float32 tensor of shape (N, D).
     """
-    model.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(model.features(xb).flatten(1).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+    return batched_forward(model, x, device, lambda xb: model.features(xb).flatten(1).float(), batch_size)

@@ -1,6 +1,7 @@
 """Poison detectors (a registry). A detector maps the defender's inputs to flagged training indices.
 
-Detectors NEVER see the ground truth. Each declares what it reads (``probe``: which influence-score
+Detectors never see the ground truth, except the ``oracle`` (``needs_truth = True``), an upper bound whose
+rows the tables mark. Each declares what it reads (``probe``: which influence-score
 file; ``needs_model``: the trained model and training set; ``needs_features``: the model's penultimate
 features, extracted once per model; ``needs_dataset_model``: a model of its own trained once per dataset on
 the clean images), so the workflow wires its inputs from the registry and adding a detector needs no edit
@@ -12,5 +13,7 @@ from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_det
 from unpoison.detectors import delta_influence, ekfac  # noqa: F401  (register)
 from unpoison.detectors import activation_clustering, spectral_signatures  # noqa: F401  (register)
 from unpoison.detectors import frequency  # noqa: F401  (register)
+from unpoison.detectors import calibrated  # noqa: F401  (register)
+from unpoison.detectors import oracle  # noqa: F401  (register; reads truth.json, see its docstring)
 
 __all__ = ["DETECTORS", "Detector", "DetectorInputs", "get_detector", "register_detector"]

@@ -16,7 +16,8 @@ from unpoison.registry import Registry
 
 @dataclass
 class DetectorInputs:
-    """What a defender holds: whatever the detector declared it reads (never the ground truth).
+    """What a defender holds: whatever the detector declared it reads. The ground truth (``truth``) is
+    there only for a detector that declares ``needs_truth`` (the oracle, an upper bound, not a defence).
 
     ``scores[probe]`` is a dict with ``"scores"`` float (q, 1 + n_b, N) — column 0 is the untransformed
     query, columns 1.. the transformed ones — and ``"labels"`` (q, 1 + n_b). ``x_train``/``y_train`` are the
@@ -29,6 +30,8 @@ class DetectorInputs:
     y_train: torch.Tensor | None = None
     features: torch.Tensor | None = None  # float (N, D): the trained model's penultimate activations
     dataset_model: dict[str, Any] | None = None  # the detector's own per-dataset artifact, as saved
+    truth: dict[str, Any] | None = None  # truth.json: ONLY for detectors with needs_truth
+    seed: int | None = None  # the run's seed (for detectors that draw at random)
 
 
 class Detector(ABC):
@@ -36,6 +39,9 @@ class Detector(ABC):
 
     name: str = ""
     probe: str | None = None  # influence-score file it reads ("base", "both", "label", "image"), or None
+    # probe whose scores it also reads for the run's CONTROL queries (clean test images the model gets right),
+    # from the same scoring pass: ``inputs.scores["controls_<probe>"]``
+    control_probe: str | None = None
     needs_model: bool = False  # whether it reads the trained model and the training set
     needs_features: bool = False  # whether it reads the model's penultimate features (+ the training set)
     # Name of a model the detector trains once per dataset (on the CLEAN training images, by its own rule
@@ -43,6 +49,9 @@ class Detector(ABC):
     # that model (the others, e.g. a threshold, only re-run detection).
     needs_dataset_model: str | None = None
     dataset_model_fields: tuple[str, ...] = ()
+    # Whether it reads the attack's ground truth (truth.json). Only the oracle may: its rows are an upper
+    # bound that uses the truth, marked as such in the tables; the workflow gives truth.json to no other.
+    needs_truth: bool = False
 
     def __init__(self, **params: Any) -> None:
         self.params = params

@@ -28,21 +28,27 @@ def _placeholder(out: str, title: str, text: str) -> None:
     _save(fig, out)
 
 
-def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
-    """Δ(i, j) per transform for poisons vs clean training points (first test point), and how many
-    transforms collapse each point's influence, with the decision threshold n_b − k."""
-    payload = load_torch(scores)
-    if attack_failure(payload):
-        _placeholder(out, title, f"no affected test point: {not_applicable(attack_failure(payload))}")
-        return
-    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
-    delta = (s[1:] - s[:1]).numpy()  # n_b × N
+def plot_collapse(
+    delta: np.ndarray, marked: np.ndarray, out: str, tau: float = 0.0, k: int = 1,
+    groups: tuple[str, str] = ("clean", "poison"), title: str = "",
+) -> None:
+    """Δ(i, j) per transform for two groups of training points, and how many transforms collapse each
+    point's influence, with the decision threshold n_b − k.
+
+    Args:
+        delta: float n_b × N, Δ(i, j) = score(train_i, g_j(z)) − score(train_i, z) of one test point.
+        marked: boolean (N,), the second group (drawn in red): true poisons, or the points a detector flagged.
+        out: PNG path (written atomically).
+        tau, k: the decision rule's threshold and slack.
+        groups: names of the unmarked and the marked group in the legends.
+    """
     n_b = delta.shape[0]
-    poison = np.zeros(delta.shape[1], dtype=bool)
-    poison[load_json(truth)["poison_indices"]] = True
+    marked = np.asarray(marked, dtype=bool)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     xs = np.arange(1, n_b + 1)
-    for mask, colour, label in ((~poison, "tab:gray", "clean"), (poison, "tab:red", "poison")):
+    parts = [(~marked, "tab:gray", groups[0]), (marked, "tab:red", groups[1])]
+    parts = [(mask, colour, label) for mask, colour, label in parts if mask.any()]  # an empty group has no curve
+    for mask, colour, label in parts:
         d = delta[:, mask]
         ax1.plot(xs, np.median(d, axis=1), color=colour, label=f"{label} (median, n={mask.sum()})")
         ax1.fill_between(xs, np.quantile(d, 0.1, axis=1), np.quantile(d, 0.9, axis=1), color=colour, alpha=0.25)
@@ -51,13 +57,26 @@ def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0,
     ax1.legend(fontsize=8)
     counts = (delta < tau).sum(axis=0)
     bins = np.arange(n_b + 2) - 0.5
-    ax2.hist(counts[~poison], bins=bins, color="tab:gray", alpha=0.7, label="clean", log=True)
-    ax2.hist(counts[poison], bins=bins, color="tab:red", alpha=0.7, label="poison", log=True)
+    for mask, colour, label in parts:
+        ax2.hist(counts[mask], bins=bins, color=colour, alpha=0.7, label=label, log=True)
     ax2.axvline(n_b - k - 0.5, color="k", ls="--", lw=1, label=f"flag ≥ n_b − k = {n_b - k}")
     ax2.set(xlabel=f"#transforms with Δ < τ = {tau:g}", ylabel="training points", title="collapse count")
     ax2.legend(fontsize=8)
     fig.suptitle(title)
     _save(fig, out)
+
+
+def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
+    """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
+    payload = load_torch(scores)
+    if attack_failure(payload):
+        _placeholder(out, title, f"no affected test point: {not_applicable(attack_failure(payload))}")
+        return
+    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
+    delta = (s[1:] - s[:1]).numpy()  # n_b × N
+    poison = np.zeros(delta.shape[1], dtype=bool)
+    poison[load_json(truth)["poison_indices"]] = True
+    plot_collapse(delta, poison, out, tau, k, ("clean", "poison"), title)
 
 
 def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "eu", title: str = "") -> None:

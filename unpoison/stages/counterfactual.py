@@ -17,6 +17,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, save_json
 from unpoison.metrics import model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean, load_poisoned
 from unpoison.status import OK, read_attack_failure, status_of
 from unpoison.training import TrainRecipe
@@ -57,4 +58,4 @@ def counterfactual(
         retrained = get_unlearner("eu").unlearn(inputs)
         metrics = model_metrics(retrained, data, atk, facts, dev, batch_size)
         rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **metrics, "status": OK})
-    save_json({"rows": rows}, out)
+    save_json({"rows": rows, "provenance": provenance(seed=seed)}, out)

@@ -1,4 +1,4 @@
-"""Stages: detect (never reads ground truth); unlearn the flagged points."""
+"""Stages: detect (only the oracle, which declares `needs_truth`, reads the ground truth); unlearn the flagged points."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from unpoison.detectors import DetectorInputs, get_detector
 from unpoison.device import resolve_device
-from unpoison.io import load_npy, load_torch, save_meta, save_npy
+from unpoison.io import load_json, load_npy, load_torch, save_meta, save_npy
 from unpoison.models import load_checkpoint, save_checkpoint
 from unpoison.stages.data import load_poisoned
 from unpoison.status import not_applicable, read_attack_failure
@@ -20,7 +21,7 @@ from unpoison.unlearners import UnlearnInputs, get_unlearner
 def detect(
     detector: str, params: dict[str, Any], out: str, scores: dict[str, str] | None = None,
     model: str | None = None, poisoned: str | None = None, features: str | None = None,
-    dataset_model: str | None = None, queries: str | None = None,
+    dataset_model: str | None = None, queries: str | None = None, truth: str | None = None, seed: int | None = None,
 ) -> None:
     """Run one detector on the inputs it declared and save the flagged training indices (sorted int64 ``.npy``).
 
@@ -32,13 +33,20 @@ def detect(
             features, and the detector's own per-dataset model, when the detector reads them.
         queries: the run's queries; when they record that the attack failed, no detector runs and the flags
             are empty, with ``not_applicable`` in the meta file.
+        truth: the ground truth (``truth.json``), given ONLY to detectors that declare ``needs_truth``
+            (the oracle); refused for any other.
+        seed: the run's seed (for detectors that draw at random).
     """
+    det = get_detector(detector, params)
+    if truth and not det.needs_truth:
+        raise ValueError(f"detector {detector!r} does not declare needs_truth and must not read {truth}")
     failed = read_attack_failure(queries)
     if failed:
         save_npy(np.empty(0, dtype=np.int64), out)
-        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=not_applicable(failed))
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=not_applicable(failed),
+                  uses_truth=det.needs_truth)
         return
-    inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()})
+    inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()}, seed=seed)
     if model:
         inputs.model, _ = load_checkpoint(model)
     if poisoned:
@@ -47,17 +55,25 @@ def detect(
         inputs.features = load_torch(features)
     if dataset_model:
         inputs.dataset_model = load_torch(dataset_model)
-    flagged = get_detector(detector, params).detect(inputs)
+    if truth:
+        inputs.truth = load_json(truth)
+    flagged = det.detect(inputs)
     save_npy(flagged, out)
-    save_meta(out, detector=detector, params=params, n_flagged=len(flagged))
+    save_meta(out, detector=detector, params=params, n_flagged=len(flagged), uses_truth=det.needs_truth)
 
 
 def unlearn(
     unlearner: str, params: dict[str, Any], model: str, poisoned: str, flagged: str,
     recipe: dict[str, Any], seed: int, device: str, out: str, log=None, queries: str | None = None,
 ) -> None:
-    """Unlearn the flagged points from ``model``; the meta file records the wall-clock seconds. When the run's
-    ``queries`` record that the attack failed, the model is written unchanged with ``not_applicable`` in its meta."""
+    """Unlearn the flagged points from ``model``.
+
+    The meta file records the unlearner's wall-clock ``seconds`` and the process's ``cpu_seconds`` (both
+    around :meth:`Unlearner.unlearn` only: loading and saving are excluded), the forget-set size and the
+    unlearner's report (``budget_epochs``: its compute in training epochs of the same model, and what the
+    method adds, e.g. Potion's search step). When the run's ``queries`` record that the attack failed, the
+    model is written unchanged with ``not_applicable`` in its meta.
+    """
     net, spec = load_checkpoint(model)
     failed = read_attack_failure(queries)
     if failed:
@@ -67,10 +83,15 @@ def unlearn(
     x, y = load_poisoned(poisoned)
     forget = load_npy(flagged)
     method = get_unlearner(unlearner, params)
-    start = time.perf_counter()
-    result = method.unlearn(
-        UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, resolve_device(device), log)
-    )
-    seconds = time.perf_counter() - start
+    dev = resolve_device(device)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = method.unlearn(UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, dev, log))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    for name, value in result.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise FloatingPointError(f"{unlearner} produced NaN/inf weights in {name}: the model is not saved")
     save_checkpoint(out, result, spec)
-    save_meta(out, unlearner=unlearner, params=params, seconds=seconds, n_forget=len(forget), seed=seed)
+    save_meta(out, unlearner=unlearner, params=params, seconds=seconds, cpu_seconds=cpu_seconds,
+              n_forget=len(forget), seed=seed, device=str(dev), report=method.report)

@@ -9,6 +9,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json
 from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean
 from unpoison.status import attack_failure, read_attack_failure, status_of
 
@@ -22,14 +23,15 @@ def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str, 
         metrics = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), float("nan")), "n_poisons": len(poisons)}
     else:
         metrics = detection_metrics(load_npy(flagged), poisons)
-    save_json({**ids, **metrics, "status": status_of(failed)}, out)
+    save_json({**ids, **metrics, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def evaluate_model(
     model: str, clean: str, truth: str, attack: str, attack_params: dict[str, Any], device: str,
     ids: dict[str, Any], out: str, batch_size: int = 512, queries: str | None = None, skip_if_failed: bool = False,
 ) -> None:
-    """Clean accuracy and PSR of a model; ``seconds`` is the unlearning time from its meta file (0 if none).
+    """Clean accuracy and PSR of a model, with the unlearning's ``seconds``, ``cpu_seconds`` and
+    ``budget_epochs`` from an unlearned model's meta file (0 for the poisoned model).
 
     Args:
         queries: the run's queries; the row's ``status`` says whether its attack took.
@@ -38,13 +40,19 @@ def evaluate_model(
     """
     failed = read_attack_failure(queries)
     if failed and skip_if_failed:
-        save_json({**ids, "clean_acc": float("nan"), "psr": float("nan"), "seconds": 0.0, "status": status_of(failed)}, out)
+        row = {**ids, "clean_acc": float("nan"), "psr": float("nan"), "seconds": 0.0, "cpu_seconds": 0.0, "budget_epochs": 0.0}
+        save_json({**row, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
         return
     net, _ = load_checkpoint(model)
     m = model_metrics(net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), resolve_device(device), batch_size)
     meta = meta_path(model)
-    seconds = float(load_json(meta).get("seconds", 0.0)) if meta.exists() and ids.get("unlearner", "none") != "none" else 0.0
-    save_json({**ids, **m, "seconds": seconds, "status": status_of(failed)}, out)
+    info = load_json(meta) if meta.exists() and ids.get("unlearner", "none") != "none" else {}
+    times = {
+        "seconds": float(info.get("seconds", 0.0)),
+        "cpu_seconds": float(info.get("cpu_seconds", float("nan")) if info else 0.0),
+        "budget_epochs": float(info.get("report", {}).get("budget_epochs", float("nan")) if info else 0.0),
+    }
+    save_json({**ids, **m, **times, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def sweep_thresholds(both: str, base: str, truth: str, grid: dict[str, Any], ids: dict[str, Any], out: str) -> None:

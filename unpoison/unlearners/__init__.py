@@ -7,5 +7,8 @@ Add one: a module with an :class:`Unlearner` subclass decorated by :func:`regist
 
 from unpoison.unlearners.base import UNLEARNERS, UnlearnInputs, Unlearner, get_unlearner, register_unlearner
 from unpoison.unlearners import retrain  # noqa: F401  (registers none, eu, cf)
+from unpoison.unlearners import ssd, potion  # noqa: F401  (registers ssd, potion: synaptic dampening)
+from unpoison.unlearners import distillation  # noqa: F401  (registers scrub, badt: teacher-student)
+from unpoison.unlearners import gradient_ascent  # noqa: F401  (registers ga, neggrad_plus)
 
 __all__ = ["UNLEARNERS", "UnlearnInputs", "Unlearner", "get_unlearner", "register_unlearner"]

@@ -13,7 +13,7 @@ from unpoison.models import build_model
 from unpoison.params import bind_params
 from unpoison.seeding import stage_seed
 from unpoison.training import TrainRecipe, train_model
-from unpoison.unlearners.base import UnlearnInputs, Unlearner, register_unlearner
+from unpoison.unlearners.base import ComputeBudget, UnlearnInputs, Unlearner, needs_retain, register_unlearner
 
 
 @register_unlearner("none")
@@ -23,21 +23,30 @@ class NoUnlearning(Unlearner):
     produces_model = False
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
+        self.report = {"budget_epochs": 0.0}
         return inputs.model
 
 
 @register_unlearner("eu")
 class ExactUnlearning(Unlearner):
     """Retrain from scratch on the retain set with the original recipe; initialisation and data order come
-    from the run seed's own ``unlearn/eu/init`` and ``unlearn/eu/order`` streams."""
+    from the run seed's own ``unlearn/eu/init`` and ``unlearn/eu/order`` streams.
+
+    Compute: the recipe's epochs over the retain set, ``epochs · |S_r| / N`` training epochs.
+    """
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
+        if self.forgets_nothing(inputs):
+            return inputs.model
+        keep = inputs.retain_mask()
+        needs_retain(inputs, "eu")
         torch.manual_seed(stage_seed(inputs.seed, "unlearn/eu/init"))
         spec = inputs.spec
         model = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec.get("options"))
-        keep = inputs.retain_mask()
         order = stage_seed(inputs.seed, "unlearn/eu/order")
         train_model(model, inputs.x_train[keep], inputs.y_train[keep], inputs.recipe, order, inputs.device, inputs.log)
+        budget = ComputeBudget(train=inputs.recipe.epochs * int(keep.sum()))
+        self.report = {"budget_epochs": budget.epochs(len(inputs.y_train))}
         return model
 
 
@@ -47,7 +56,8 @@ class CatastrophicForgetting(Unlearner):
 
     ``params`` override the original recipe (e.g. ``epochs``, ``lr``, ``milestones``); with none, the full
     original recipe runs from the trained weights, as in the Δ-Influence reference code. Data order and
-    augmentation come from the run seed's ``unlearn/cf`` stream.
+    augmentation come from the run seed's ``unlearn/cf`` stream. Compute: the (overridden) recipe's epochs
+    over the retain set.
     """
 
     @classmethod
@@ -57,9 +67,13 @@ class CatastrophicForgetting(Unlearner):
         return {k: full[k] for k in sorted(params or {})}
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
+        if self.forgets_nothing(inputs):
+            return inputs.model
         recipe: TrainRecipe = replace(inputs.recipe, **self.params)
         model = copy.deepcopy(inputs.model)
         keep = inputs.retain_mask()
+        needs_retain(inputs, "cf")
         order = stage_seed(inputs.seed, "unlearn/cf")
         train_model(model, inputs.x_train[keep], inputs.y_train[keep], recipe, order, inputs.device, inputs.log)
+        self.report = {"budget_epochs": ComputeBudget(train=recipe.epochs * int(keep.sum())).epochs(len(inputs.y_train))}
         return model
