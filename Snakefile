@@ -11,9 +11,12 @@ sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 from unpoison.config import ConfigError, coerce_cli_scalars, validate_config
+from unpoison.provenance import CONFIG_HASH_ENV, config_hash
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
+
+report: "report/workflow.rst"  # snakemake --report report.html: every table and figure, captions in report/
 
 # Every rule runs in this environment under `--sdm conda` (ignored otherwise).
 conda: "envs/unpoison.yaml"
@@ -25,6 +28,8 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 validate(config, "schemas/config.schema.yaml")  # passes by now; fills the schema's defaults
+# Every result records this hash of the validated config (unpoison.provenance); jobs inherit it.
+os.environ[CONFIG_HASH_ENV] = config_hash(config)
 
 
 include: "rules/common.smk"
@@ -36,6 +41,7 @@ include: "rules/detect.smk"
 include: "rules/unlearn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/paper.smk"
 
 
 rule all:
@@ -43,4 +49,5 @@ rule all:
         rules.make_tables.output,
         figure_targets(),
         extra_targets(),
+        paper_targets(),
     default_target: True

@@ -11,13 +11,21 @@ from unpoison.sweep import SweepGrid
 from unpoison.unlearners import UNLEARNERS
 
 RUN = "results/{dataset}/{attack}/s{seed}"
+# The model trained on the CLEAN training set, one per dataset × seed (rule train_clean). `clean` is never an
+# attack wildcard (only registered attacks are), so this path is not RUN + "/model.pt" of a run.
+CLEAN_RUN = "results/{dataset}/clean/s{seed}"
+CLEAN_MODEL = CLEAN_RUN + "/model.pt"
+assert "clean" not in ATTACKS, "'clean' names the clean-model directory; register the attack under another name"
 DATASET_MODEL = "results/{dataset}/detector_models/{name}.pt"  # a detector's own model, one per dataset
 DEVICE = config.get("device", "auto")
 
 
+# dataset and attack: exactly the configured datasets and registered attacks, so that names joined by "_"
+# (results/figures/{dataset}_{attack}_*.png) split one way only: with free patterns, digits_witches_brew would
+# also read as dataset digits_witches, attack brew. Names are validated as [A-Za-z0-9_-]+ (no regex characters).
 wildcard_constraints:
-    dataset="[A-Za-z0-9_-]+",
-    attack="[A-Za-z0-9_-]+",
+    dataset="|".join(sorted(config["dataset_settings"], key=len, reverse=True)),
+    attack="|".join(sorted(ATTACKS, key=len, reverse=True)),
     seed=r"\d+",
     detector="[A-Za-z0-9_-]+",
     unlearner="[A-Za-z0-9_-]+",
@@ -43,6 +51,26 @@ def recipe_params(wildcards):
 
 def attack_params(wildcards):
     return ATTACKS.normalise(wildcards.attack, ds(wildcards)["attacks"][wildcards.attack])
+
+
+def needs_clean_model(attack):
+    """Whether an attack is built on the clean model (its poison job then reads CLEAN_MODEL)."""
+    return ATTACKS[attack].needs_clean_model
+
+
+def clean_model_in_grid():
+    """train_clean runs (one per dataset × seed) only when some attack of the grid needs the clean model; the
+    clean reference row of the tables comes with it."""
+    return any(needs_clean_model(a) for a in config["attacks"])
+
+
+def artifact_outputs(attack):
+    """The poison rule's declared outputs for an attack's artifacts: RUN/artifacts/<name>.npy and .png."""
+    outputs = {}
+    for name in ATTACKS[attack].artifact_names:
+        outputs[f"{name}_npy"] = f"{RUN}/artifacts/{name}.npy"
+        outputs[f"{name}_png"] = report(f"{RUN}/artifacts/{name}.png", category="Attack artifacts")
+    return outputs
 
 
 def detector_method(name):
@@ -108,6 +136,11 @@ def needed_probes():
     probes = {DETECTORS[detector_method(d)].probe for d in config["detectors"]}
     probes.discard(None)
     return sorted(probes | {"base"})
+
+
+def needed_control_probes():
+    """Probes the configured detectors also read for the control queries (``controls_<probe>`` score files)."""
+    return sorted({DETECTORS[detector_method(d)].control_probe for d in config["detectors"]} - {None})
 
 
 def trained_unlearners():

@@ -1,12 +1,15 @@
 def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file, the model, penultimate features, its
-    own per-dataset model, the training set whenever it reads any of the last three, and truth.json ONLY
-    for a detector that declares `needs_truth` (the oracle)."""
+    own per-dataset model, the training set whenever it reads any of the last three, truth.json ONLY
+    for a detector that declares `needs_truth` (the oracle); and the run's queries, which say whether the
+    attack took (if not, no detector runs: unpoison.status)."""
     det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
-    inputs = {}
+    inputs = {"queries": f"{run}/queries.pt"}
     if det.probe:
         inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
+    if det.control_probe:
+        inputs[f"scores_controls_{det.control_probe}"] = f"{run}/scores/controls_{det.control_probe}.pt"
     if det.needs_model:
         inputs["model"] = f"{run}/model.pt"
     if det.needs_features:

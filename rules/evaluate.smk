@@ -3,6 +3,7 @@ rule evaluate_detection:
     input:
         flagged=rules.detect.output.flagged,
         truth=rules.poison_dataset.output.truth,
+        queries=rules.select_queries.output.queries,
     output:
         metrics=RUN + "/metrics/detection/{detector}.json",
     log:
@@ -16,6 +17,7 @@ rule evaluate_poisoned:
         model=rules.train_model.output.model,
         clean=rules.prepare_dataset.output.clean,
         truth=rules.poison_dataset.output.truth,
+        queries=rules.select_queries.output.queries,  # whether the attack took (the row's status)
     output:
         metrics=RUN + "/metrics/poisoned.json",
     params:
@@ -32,10 +34,24 @@ use rule evaluate_poisoned as evaluate_unlearned with:
         model=rules.unlearn.output.model,
         clean=rules.prepare_dataset.output.clean,
         truth=rules.poison_dataset.output.truth,
+        queries=rules.select_queries.output.queries,
     output:
         metrics=RUN + "/metrics/unlearning/{detector}/{unlearner}.json",
     log:
         RUN + "/logs/evaluate/{detector}/{unlearner}.log",
+
+
+# The reference row: the model trained on the clean data, evaluated against each attack of the grid (its PSR
+# is how often a never-poisoned model already does what the attack wants). Only where train_clean runs.
+use rule evaluate_poisoned as evaluate_clean with:
+    input:
+        model=CLEAN_MODEL,
+        clean=rules.prepare_dataset.output.clean,
+        truth=rules.poison_dataset.output.truth,
+    output:
+        metrics=RUN + "/metrics/clean_model.json",
+    log:
+        RUN + "/logs/evaluate/clean_model.log",
 
 
 # The τ × k sweep of Δ-Influence and the EK-FAC thresholds from the saved scores (evaluation: reads truth).
@@ -63,6 +79,7 @@ rule counterfactual:
         poisoned=rules.poison_dataset.output.poisoned,
         flagged=rules.detect.output.flagged,
         truth=rules.poison_dataset.output.truth,
+        queries=rules.select_queries.output.queries,
     output:
         metrics=RUN + "/metrics/counterfactual/{detector}.json",
     params:

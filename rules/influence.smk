@@ -22,15 +22,41 @@ rule fit_ekfac:
         "../workflow_scripts/fit_ekfac.py"
 
 
-# Base queries + n_b transformed copies for every needed probe, scored in ONE pass over the training set.
+# Control queries: clean test images the model gets right (never reads truth), for detectors that set their
+# threshold from them. Only in the DAG when a configured detector declares a control_probe.
+rule select_controls:
+    input:
+        clean=rules.prepare_dataset.output.clean,
+        model=rules.train_model.output.model,
+    output:
+        controls=RUN + "/controls.pt",
+    params:
+        n_controls=config["queries"].get("controls", 10),
+        seed=lambda w: int(w.seed),
+        execution=eval_execution,
+    log:
+        RUN + "/logs/select_controls.log",
+    script:
+        "../workflow_scripts/select_controls.py"
+
+
+def score_inputs(wildcards):
+    run = RUN.format(**wildcards)
+    inputs = {"model": f"{run}/model.pt", "poisoned": f"{run}/poisoned.pt", "queries": f"{run}/queries.pt",
+              "factors": f"{run}/ekfac"}
+    if needed_control_probes():
+        inputs["controls"] = f"{run}/controls.pt"
+    return inputs
+
+
+# Base queries + n_b transformed copies for every needed probe (and the control queries through the probes
+# that detectors read for them), scored in ONE pass over the training set.
 rule score_probes:
     input:
-        model=rules.train_model.output.model,
-        poisoned=rules.poison_dataset.output.poisoned,
-        queries=rules.select_queries.output.queries,
-        factors=rules.fit_ekfac.output.factors,
+        unpack(score_inputs),
     output:
         **{probe: RUN + f"/scores/{probe}.pt" for probe in needed_probes()},
+        **{f"controls_{probe}": RUN + f"/scores/controls_{probe}.pt" for probe in needed_control_probes()},
     params:
         n_b=config["influence"]["n_b"],
         settings=score_settings().science(),

@@ -2,14 +2,16 @@ rule make_tables:
     input:
         detection=run_paths("metrics/detection/{detector}.json", detector=config["detectors"]),
         unlearned=run_paths("metrics/unlearning/{detector}/{unlearner}.json", detector=config["detectors"], unlearner=trained_unlearners()),
-        poisoned=run_paths("metrics/poisoned.json") if "none" in config["unlearners"] else [],
+        poisoned=run_paths("metrics/poisoned.json"),  # the `none` rows, and the poisoned-model reference row
+        clean_model=run_paths("metrics/clean_model.json") if clean_model_in_grid() else [],  # clean reference row
     output:
-        detection=report("results/tables/detection.csv", category="Tables"),
-        unlearning=report("results/tables/unlearning.csv", category="Tables"),
-        summary=report("results/tables/summary.csv", category="Tables"),
+        detection=report("results/tables/detection.csv", caption="../report/detection.rst", category="Tables"),
+        unlearning=report("results/tables/unlearning.csv", caption="../report/unlearning.rst", category="Tables"),
+        summary=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         markdown="results/tables/summary.md",
     params:
         detectors=config["detectors"],
+        with_none="none" in config["unlearners"],
         truth_detectors=[d for d in config["detectors"] if DETECTORS[detector_method(d)].needs_truth],
     log:
         "results/logs/make_tables.log",
@@ -21,7 +23,7 @@ rule make_sweep_table:
     input:
         sweep=run_paths("metrics/sweep.csv"),
     output:
-        sweep=report("results/tables/sweep.csv", category="Tables"),
+        sweep=report("results/tables/sweep.csv", caption="../report/sweep.rst", category="Tables"),
     log:
         "results/logs/make_sweep_table.log",
     script:
@@ -32,7 +34,7 @@ rule plot_threshold_sweep:
     input:
         sweep=rules.make_sweep_table.output.sweep,
     output:
-        figure=report("results/figures/{dataset}_{attack}_threshold_sweep.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_threshold_sweep.png", caption="../report/threshold_sweep.rst", category="Figures"),
     log:
         "results/logs/figures/{dataset}_{attack}_threshold_sweep.log",
     script:
@@ -43,7 +45,7 @@ rule make_counterfactual_table:
     input:
         counterfactual=run_paths("metrics/counterfactual/{detector}.json", detector=counterfactual_detectors()),
     output:
-        counterfactual=report("results/tables/counterfactual.csv", category="Tables"),
+        counterfactual=report("results/tables/counterfactual.csv", caption="../report/counterfactual.rst", category="Tables"),
         markdown="results/tables/counterfactual.md",
     log:
         "results/logs/make_counterfactual_table.log",
@@ -52,8 +54,9 @@ rule make_counterfactual_table:
 
 
 def extra_targets():
-    """The sweep (when Δ-Influence's scores exist) and the counterfactual table (when configured)."""
-    targets = []
+    """The sweep (when Δ-Influence's scores exist), the counterfactual table (when configured) and the attacks'
+    artifacts (e.g. the smooth trigger and a triggered example, RUN/artifacts/*.{npy,png})."""
+    targets = [str(p).format(dataset=d, attack=a, seed=s) for d, a, s in runs() for p in artifact_outputs(a).values()]
     if "both" in needed_probes():
         targets.append(rules.make_sweep_table.output.sweep)
         targets += [f"results/figures/{d}_{a}_threshold_sweep.png" for d in config["datasets"] for a in config["attacks"]]
@@ -79,7 +82,7 @@ rule plot_influence_collapse:
         scores=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/scores/both.pt",
         truth=f"results/{{dataset}}/{{attack}}/s{config['seeds'][0]}/truth.json",
     output:
-        figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_influence_collapse.png", caption="../report/collapse.rst", category="Figures"),
     params:
         tau=detector_params("delta_influence")["tau"],
         k=detector_params("delta_influence")["k"],
@@ -94,7 +97,7 @@ rule plot_psr_vs_accuracy:
     input:
         unlearning=rules.make_tables.output.unlearning,
     output:
-        figure=report("results/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.png", category="Figures"),
+        figure=report("results/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.png", caption="../report/psr_vs_accuracy.rst", category="Figures"),
     log:
         "results/logs/figures/{dataset}_{attack}_psr_vs_accuracy_{unlearner}.log",
     script:

@@ -22,6 +22,31 @@ rule train_model:
         "../workflow_scripts/train_model.py"
 
 
+# The dataset's model trained on its CLEAN training set, once per dataset × seed, for attacks built on a clean
+# model (smooth, Witches' Brew) and the clean reference row of the tables; only in grids with such an attack.
+rule train_clean:
+    input:
+        clean=rules.prepare_dataset.output.clean,
+    output:
+        model=CLEAN_MODEL,
+    params:
+        model=model_params,
+        recipe=recipe_params,
+        seed=lambda w: int(w.seed),
+        execution=execution(),
+    threads: res("train_clean", "threads")
+    resources:
+        gpu=res("train_clean", "gpu"),
+        mem_mb=res("train_clean", "mem_mb"),
+        runtime=res("train_clean", "runtime"),
+    log:
+        CLEAN_RUN + "/logs/train_clean.log",
+    benchmark:
+        CLEAN_RUN + "/benchmarks/train_clean.tsv"
+    script:
+        "../workflow_scripts/train_clean.py"
+
+
 # The scenario's oracle: hand the defender affected test points (reads truth.json; writes no poison index).
 rule select_queries:
     input:

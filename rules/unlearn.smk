@@ -4,6 +4,7 @@ rule unlearn:
         model=rules.train_model.output.model,
         poisoned=rules.poison_dataset.output.poisoned,
         flagged=rules.detect.output.flagged,
+        queries=rules.select_queries.output.queries,  # whether the attack took (if not: the model, unchanged)
     output:
         model=RUN + "/unlearned/{detector}/{unlearner}.pt",
     params:

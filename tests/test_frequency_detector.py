@@ -6,7 +6,6 @@ import scipy.fft
 import torch
 
 from unpoison.attacks.badnet import apply_patch
-from unpoison.data import to_float
 from unpoison.detectors import DetectorInputs, get_detector
 from unpoison.detectors.frequency import dct2, frequency_checkpoint, train_frequency_classifier
 from unpoison.detectors.synthetic_triggers import KINDS, block_limits, synthetic_triggers

@@ -14,7 +14,7 @@ from torch import nn
 
 from unpoison.data import TensorDataset01
 from unpoison.influence import FactorSettings, ScoreSettings, fit_factors, score_queries
-from unpoison.io import atomic_path, save_torch
+from unpoison.io import atomic_path
 from unpoison.models import build_model
 from unpoison.runtime import Terminated, logged
 

@@ -205,9 +205,10 @@ def test_slurm_run_gives_the_local_tables(runs):
         on_slurm = pd.read_csv(slurm_dir / f"results/tables/{table}.csv").sort_values(key, ignore_index=True)
         local = pd.read_csv(local_dir / f"results/tables/{table}.csv").sort_values(key, ignore_index=True)
         assert len(local) > 0
-        # `seconds` is the unlearner's wall time; everything else is deterministic by seed on CPU
-        pd.testing.assert_frame_equal(on_slurm.drop(columns="seconds", errors="ignore"),
-                                      local.drop(columns="seconds", errors="ignore"), obj=table)
+        # wall and CPU times (and their ratios to EU's) vary; everything else is deterministic by seed on CPU
+        timing = ["seconds", "cpu_seconds", "cost_vs_eu", "cpu_cost_vs_eu"]
+        pd.testing.assert_frame_equal(on_slurm.drop(columns=timing, errors="ignore"),
+                                      local.drop(columns=timing, errors="ignore"), obj=table)
 
 
 @needs_cluster

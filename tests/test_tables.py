@@ -1,48 +1,71 @@
-"""Result tables: cost relative to EU and the ground-truth mark of the oracle's rows."""
+"""Summary tables when some seeds' attack failed: means over the seeds that took, attack success, reference rows."""
 
 import json
 
-import numpy as np
+import pandas as pd
 import pytest
 
-from unpoison.report.tables import detection_table, summary_markdown, summary_table, unlearning_table
+from unpoison.report.tables import (
+    counterfactual_table, detection_table, reference_table, summary_markdown, summary_table, unlearning_table,
+)
+from unpoison.status import OK, not_applicable
+
+FAILED = not_applicable("only 1 of 35 affected test points are classified as the target (queries.count = 3)")
+RUN = {"dataset": "digits", "attack": "smooth"}
 
 
-def _write(path, obj):
-    path.write_text(json.dumps(obj))
-    return str(path)
+@pytest.fixture()
+def files(tmp_path):
+    def write(name, **row):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**RUN, **row}))
+        return str(path)
+
+    status = {0: OK, 1: FAILED, 2: OK}
+    nan = float("nan")
+    return {
+        "detection": [write(f"d{s}", seed=s, detector="delta_influence", n_flagged=nan if s == 1 else 50 + s,
+                            true_positives=nan if s == 1 else 40, n_poisons=40, tpr=nan if s == 1 else 1.0,
+                            precision=nan if s == 1 else 0.8, status=status[s]) for s in range(3)],
+        "unlearned": [write(f"u{s}", seed=s, detector="delta_influence", unlearner="eu", clean_acc=nan if s == 1 else 0.99,
+                            psr=nan if s == 1 else 0.0, seconds=0.0 if s == 1 else 5.0, status=status[s]) for s in range(3)],
+        "poisoned": [write(f"p{s}", seed=s, clean_acc=0.99, psr=0.03 if s == 1 else 1.0, seconds=0.0, status=status[s]) for s in range(3)],
+        "clean": [write(f"c{s}", seed=s, clean_acc=0.995, psr=0.0, seconds=0.0) for s in range(3)],
+    }
 
 
-def test_cost_vs_eu_divides_by_eu_on_the_same_run_and_detector_and_oracle_rows_are_marked(tmp_path):
-    ids = {"dataset": "digits", "attack": "badnet"}
-    det, unl, poisoned = [], [], []
-    for seed in (0, 1):
-        for d in ("delta_influence", "oracle_50"):
-            det.append(_write(tmp_path / f"d{seed}{d}.json", {**ids, "seed": seed, "detector": d, "n_flagged": 20,
-                                                               "true_positives": 20, "n_poisons": 40, "tpr": 0.5, "precision": 1.0}))
-            for u, sec in (("eu", 10.0 * (seed + 1)), ("ssd", 1.0 * (seed + 1)), ("scrub", 5.0)):
-                unl.append(_write(tmp_path / f"u{seed}{d}{u}.json", {**ids, "seed": seed, "detector": d, "unlearner": u,
-                                                                      "clean_acc": 0.9, "psr": 0.1, "seconds": sec,
-                                                                      "cpu_seconds": sec / 2, "budget_epochs": 1.0}))
-        poisoned.append(_write(tmp_path / f"p{seed}.json", {**ids, "seed": seed, "clean_acc": 0.99, "psr": 1.0}))
-    d = detection_table(det, ["oracle_50"])
-    assert d.set_index("detector").uses_truth.to_dict() == {"delta_influence": False, "oracle_50": True}
-    u = unlearning_table(unl, poisoned, ["delta_influence", "oracle_50"])
-    ssd = u[u.unlearner == "ssd"].set_index(["seed", "detector"])
-    assert ssd.cost_vs_eu.tolist() == pytest.approx([0.1] * 4) and ssd.cpu_cost_vs_eu.tolist() == pytest.approx([0.1] * 4)
-    scrub = u[(u.unlearner == "scrub") & (u.detector == "oracle_50")]
-    assert scrub.cost_vs_eu.tolist() == pytest.approx([0.5, 0.25])  # each seed against its own EU
-    assert (u[u.unlearner == "none"].cost_vs_eu == 0).all()
-    s = summary_table(d, u)
-    row = s[(s.detector == "oracle_50") & (s.unlearner == "scrub")].iloc[0]
-    assert row.uses_truth and row.cost_vs_eu_mean == pytest.approx(0.375) and row.n_seeds == 2
-    md = summary_markdown(s)
-    assert "| oracle_50 † | scrub |" in md and "| delta_influence | scrub |" in md
-    assert "0.38 ± 0.12 |" in md and "† reads the ground truth" in md
+def test_rows_average_the_seeds_whose_attack_took(files):
+    det = detection_table(files["detection"])
+    unl = unlearning_table(files["unlearned"], files["poisoned"], ["delta_influence"])
+    summary = summary_table(det, unl, reference_table(files["poisoned"], files["clean"])).set_index(["detector", "unlearner"])
+    eu = summary.loc[("delta_influence", "eu")]
+    assert eu.n_seeds == 3 and eu.n_ok == 2 and eu.attack_success == pytest.approx(2 / 3)
+    assert eu.n_flagged_mean == pytest.approx(51) and eu.psr_mean == 0.0 and eu.seconds_mean == 5.0
+    assert eu.status.startswith("attack failed on 1 of 3 seeds")
+    assert summary.loc[("delta_influence", "none")].psr_mean == 1.0  # the failed seed's PSR is not in the defence rows
+    poisoned = summary.loc[("—", "poisoned model")]  # ... but in the poisoned model's reference row
+    assert poisoned.psr_mean == pytest.approx((1.0 + 0.03 + 1.0) / 3) and poisoned.attack_success == pytest.approx(2 / 3)
+    clean = summary.loc[("—", "clean model")]
+    assert clean.clean_acc_mean == pytest.approx(0.995) and clean.status == OK and pd.isna(clean.attack_success)
+    assert list(summary.index[:2]) == [("—", "clean model"), ("—", "poisoned model")]  # reference rows first
+    md = summary_markdown(summary.reset_index())
+    assert "| digits | smooth | delta_influence | eu | 2/3 | 51 | 100.0 ± 0.0 |" in md
+    assert "| digits | smooth | — | poisoned model | 2/3 | — | — | — | 99.0 ± 0.0 | 67.7 ± 45.7 | — |" in md
 
 
-def test_cost_vs_eu_is_missing_without_eu(tmp_path):
-    row = {"dataset": "x", "attack": "a", "seed": 0, "detector": "d", "unlearner": "ssd", "clean_acc": 1.0, "psr": 0.0,
-           "seconds": 1.0, "cpu_seconds": 1.0, "budget_epochs": 1.0}
-    u = unlearning_table([_write(tmp_path / "u.json", row)], [], ["d"])
-    assert np.isnan(u.cost_vs_eu.iloc[0])
+def test_a_row_whose_every_seed_failed_reads_not_applicable(files):
+    det = detection_table(files["detection"][1:2])
+    unl = unlearning_table(files["unlearned"][1:2], [], ["delta_influence"])
+    summary = summary_table(det, unl)
+    row = summary.iloc[0]
+    assert row.n_ok == 0 and row.attack_success == 0 and row.status == FAILED and pd.isna(row.tpr_mean)
+    assert f"| 0/1 | {FAILED} | — |" in summary_markdown(summary)
+
+
+def test_counterfactual_rows_of_a_failed_run(tmp_path):
+    rows = [{**RUN, "seed": 0, "detector": "delta_influence", "removed": r, "n_removed": float("nan"), "tpr": float("nan"),
+             "clean_acc": float("nan"), "psr": float("nan"), "status": FAILED} for r in ("detected", "missed")]
+    path = tmp_path / "cf.json"
+    path.write_text(json.dumps({"rows": rows}))
+    table = counterfactual_table([str(path)])
+    assert (table.n_ok == 0).all() and (table.status == FAILED).all()

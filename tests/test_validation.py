@@ -154,6 +154,20 @@ CONFIG_CASES = {
         digits(attacks={"badnet": {"size": 9}}), "dataset_settings.digits.attacks.badnet.size: 9 is not allowed; it must be such that size + margin (9 px) fits the 8-px images"),
     "poison count above the smallest class": (
         digits(attacks={"badnet": {"count": 500}}), "dataset_settings.digits.attacks.badnet.count: 500 is not allowed; it must be ≤ 139"),
+    # the smooth attack (checked against the images only when it is in the grid)
+    "smooth magnitude 0": (digits(attacks={"smooth": {"magnitude": 0}}), "dataset_settings.digits.attacks.smooth.magnitude: 0.0 is not allowed; it must be in (0, 1]"),
+    "smooth magnitude in pixel units": (digits(attacks={"smooth": {"magnitude": 51}}), "dataset_settings.digits.attacks.smooth.magnitude: 51.0 is not allowed; it must be in (0, 1]"),
+    "smooth sigma 0": (digits(attacks={"smooth": {"sigma": 0}}), "dataset_settings.digits.attacks.smooth.sigma: 0.0 is not allowed; it must be > 0"),
+    "smooth passes fractional": (digits(attacks={"smooth": {"passes": 1.5}}), "dataset_settings.digits.attacks.smooth.passes: 1.5 must be an integer"),
+    "smooth typo": (digits(attacks={"smooth": {"magnitud": 0.2}}), "dataset_settings.digits.attacks.smooth: unknown key(s) ['magnitud']; allowed: ['count', 'deepfool_steps', 'magnitude', 'n_images', 'passes', 'sigma']"),
+    "smooth sigma of 32-px images on 8×8": (
+        {"attacks": ["smooth"], **digits(attacks={"smooth": {"sigma": 6.0}})},
+        "dataset_settings.digits.attacks.smooth.sigma: 6.0 is not allowed; it must be small enough that the 31-tap blur kernel's half-width (15 px) is below the 8-px image side"),
+    "smooth count above the smallest class": (
+        {"attacks": ["smooth"], **digits(attacks={"smooth": {"count": 500}})}, "dataset_settings.digits.attacks.smooth.count: 500 is not allowed; it must be ≤ 139"),
+    "smooth without settings": (
+        {"attacks": ["badnet", "smooth"], **digits(attacks={"badnet": {}, "smooth": None})}, "dataset_settings.digits.attacks.smooth"),
+    "resources of train_clean": ({"resources": {"train_clean": {"gpus": 1}}}, "resources.train_clean: unknown key(s) ['gpus']"),
     "queries.count 0": ({"queries": {"count": 0}}, "queries.count: 0 is less than the minimum of 1"),
     "more queries than affected test images": ({"queries": {"count": 40}}, "queries.count: 40 affected test points requested, but the smallest class has only 35 test images"),
 }

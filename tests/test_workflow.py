@@ -46,11 +46,12 @@ def finished_run(tmp_path_factory):
 def test_run_writes_tables_and_figures(finished_run):
     det = pd.read_csv(finished_run / "results/tables/detection.csv")
     assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr",
-                                 "precision", "uses_truth"]
+                                 "precision", "uses_truth", "status"]
+    assert (det.status == "ok").all()
     assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all() and not det.uses_truth.any()
     unl = pd.read_csv(finished_run / "results/tables/unlearning.csv")
     assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds",
-                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu"]
+                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status"]
     assert set(unl.unlearner) == {"none", "eu"}
     eu = unl[unl.unlearner == "eu"].merge(det, on=["dataset", "attack", "seed", "detector"])
     assert (eu.seconds > 0).all() and (eu.cpu_seconds > 0).all() and (eu.cost_vs_eu == 1.0).all()
@@ -58,7 +59,9 @@ def test_run_writes_tables_and_figures(finished_run):
     before = unl[unl.unlearner == "none"]
     assert (before.psr > 0.5).all()  # the attack took on the poisoned model
     summary = pd.read_csv(finished_run / "results/tables/summary.csv")
-    assert {"tpr_mean", "tpr_std", "psr_mean", "clean_acc_std"} <= set(summary.columns)
+    assert {"tpr_mean", "tpr_std", "psr_mean", "clean_acc_std", "attack_success", "status"} <= set(summary.columns)
+    ref = summary[summary.detector == "—"]  # BadNet only: no clean model, the poisoned model's reference row
+    assert list(ref.unlearner) == ["poisoned model"] and (summary.attack_success == 1).all()
     for fig in ("digits_badnet_influence_collapse.png", "digits_badnet_psr_vs_accuracy_eu.png"):
         assert (finished_run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
     sweep = pd.read_csv(finished_run / "results/tables/sweep.csv")
@@ -67,10 +70,50 @@ def test_run_writes_tables_and_figures(finished_run):
     cf = pd.read_csv(finished_run / "results/tables/counterfactual.csv").set_index("removed")
     found = det[det.detector == "delta_influence"].true_positives.iloc[0]
     assert cf.loc["detected", "n_removed_mean"] == found and cf.loc["missed", "n_removed_mean"] == 40 - found
+    # the paper's tables and figures from this grid: every file exists, missing cells say why
+    paper = finished_run / "results/paper"
+    t1 = pd.read_csv(paper / "table1.csv")
+    assert {"delta_influence", "ekfac"} <= set(t1.detector)
+    di = t1[t1.detector == "delta_influence"].iloc[0]
+    assert di.n_seeds == 1 and di.precision_mean == pytest.approx(det[det.detector == "delta_influence"].precision.iloc[0])
+    assert t1[t1.detector == "frequency"].cell.iloc[0] == "not run (add `frequency` to detectors)"
+    t4 = pd.read_csv(paper / "table4.csv")  # no n_points: queries.count (1) points
+    assert t4[t4.points == 1].detector.tolist() == ["delta_influence"] and "(1 seed)" in t4[t4.points == 1].cell.iloc[0]
+    t3 = pd.read_csv(paper / "table3.csv").set_index("removed")
+    assert t3.loc["detected", "cell"].startswith("PSR ") and t3.loc["detected", "n_removed_mean"] == found
+    for n in range(1, 6):
+        assert (paper / f"table{n}.md").read_text().startswith(f"**Table {n}") and (paper / f"table{n}.csv.meta.json").exists()
+    for n in range(2, 6):
+        assert (paper / f"figure{n}.png").read_bytes()[:4] == b"\x89PNG"
     # every rule logged, every expensive rule benchmarked
     assert (finished_run / RUN / "logs/train_model.log").exists()
     for rule in ("train_model", "fit_ekfac", "score_probes"):
         assert (finished_run / RUN / f"benchmarks/{rule}.tsv").exists()
+
+
+def test_every_result_file_carries_provenance(finished_run):
+    """Metrics JSONs, artifacts' meta files and tables record the code version, the config's hash (the same
+    in every job), the seed(s) and the library versions."""
+    import yaml
+
+    from unpoison.provenance import code_version
+
+    files = sorted(finished_run.glob("results/**/metrics/**/*.json")) + sorted(finished_run.glob("results/**/*.meta.json"))
+    tables = sorted((finished_run / "results/tables").glob("*.csv")) + sorted((finished_run / "results/paper").glob("*.csv"))
+    assert len(files) >= 8 and len(tables) >= 9
+    hashes = set()
+    for f in files + [t.with_name(t.name + ".meta.json") for t in tables]:
+        record = json.loads(f.read_text())["provenance"]
+        assert record["code_version"] == code_version() and record["torch"] == torch.__version__
+        assert record["kronfluence"] and record["python"]
+        hashes.add(record["config_hash"])
+        if "/s3/" in str(f) and "metrics" in str(f):  # a per-run result (the sweep CSV lists its seed as a table)
+            assert record.get("seed", (record.get("seeds") or [None])[0]) == 3
+    assert len(hashes) == 1 and re.fullmatch(r"[0-9a-f]{12}", hashes.pop())
+    assert json.loads((finished_run / "results/tables/summary.csv.meta.json").read_text())["provenance"]["seeds"] == [3]
+    footer = (finished_run / "results/tables/summary.md").read_text().strip().splitlines()[-1]
+    assert footer.startswith("_Provenance: code ") and "seeds 3" in footer
+    assert yaml.safe_load(TINY.read_text())  # the config the hash was made from exists
 
 
 ALL_DETECTORS = "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
@@ -152,6 +195,51 @@ def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     jobs = job_counts(proc.stdout)
     assert jobs["train_model"] == 2 and jobs["fit_ekfac"] == 2 and jobs["score_probes"] == 2
     assert jobs["detect"] == 8 and jobs["unlearn"] == 16
+    assert jobs["make_paper"] == 1  # the paper's tables and figures: one job for the whole grid
+    assert "train_clean" not in jobs and "evaluate_clean" not in jobs  # a BadNet-only grid needs no clean model
+
+
+# A second attack built on the clean model, registered in the Snakemake process itself (Witches' Brew will be one).
+WITH_CLEAN_DUMMY = """
+import sys
+sys.path.insert(0, {root!r})
+from unpoison.attacks import register_attack
+from unpoison.attacks.badnet import BadNet
+
+@register_attack("clean_dummy")
+class CleanDummy(BadNet):
+    needs_clean_model = True
+
+from snakemake.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_one_clean_model_per_dataset_and_seed_however_many_attacks_use_it(tmp_path):
+    second = tmp_path / "second_dataset.yaml"
+    badnet = "{count: 40, pattern: checkerboard, size: 3, value: 255, margin: 0}"
+    second.write_text(
+        "datasets: [digits, digits_b]\nattacks: [badnet, smooth, clean_dummy]\nseeds: [0, 1, 2]\nunlearners: [none]\n"
+        "dataset_settings:\n  digits:\n    attacks:\n      clean_dummy: " + badnet + "\n"
+        "  digits_b:\n    source: sklearn_digits\n    split_seed: 1\n"
+        "    model: {name: digits_cnn, width: 8}\n    train: {epochs: 12, milestones: [8]}\n"
+        "    attacks:\n      badnet: " + badnet + "\n      clean_dummy: " + badnet + "\n"
+        "      smooth: {count: 40, sigma: 1.5}\n"
+    )
+    cmd = [sys.executable, "-c", WITH_CLEAN_DUMMY.format(root=str(ROOT)), "-n", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(TINY), str(second), "--cores", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["train_clean"] == 2 * 3  # datasets × seeds, shared by smooth and clean_dummy
+    assert jobs["train_model"] == 2 * 3 * 3 and jobs["evaluate_clean"] == 2 * 3 * 3  # every attack gets the reference row
+    assert jobs["poison_dataset"] == 2 * 3  # BadNet: no clean model, no artifacts
+    assert jobs["poison_dataset_smooth"] == jobs["poison_dataset_clean_dummy"] == 2 * 3
+    blocks = proc.stdout.split("\n\n")
+    dummy = next(b for b in blocks if "rule poison_dataset_clean_dummy:" in b and "digits_b/clean_dummy/s2/" in b)
+    assert "results/digits_b/clean/s2/model.pt" in dummy.split("output:")[0]
+    plain = next(b for b in blocks if "rule poison_dataset:" in b)
+    assert "/clean/s" not in plain.split("output:")[0]  # BadNet does not wait for a clean model
 
 
 def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
@@ -162,6 +250,24 @@ def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
+
+
+def test_control_queries_are_scored_in_the_same_pass_and_read_only_by_their_detector(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "-p", "--config", "unlearners=[none]", "counterfactual=[]",
+                     "detectors=[delta_influence,delta_influence_controls,ekfac]")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["score_probes"] == 1 and jobs["select_controls"] == 1 and jobs["detect"] == 3
+    blocks = proc.stdout.split("\nrule ")
+    score_job = next(b for b in blocks if b.startswith("score_probes:"))
+    assert "controls.pt" in score_job and "scores/controls_both.pt" in score_job
+    for b in blocks:
+        if b.startswith("detect:"):
+            assert ("controls_both.pt" in b) == ("delta_influence_controls.npy" in b)
+        if b.startswith("select_controls:"):
+            assert "truth.json" not in b
+    without = snakemake(tmp_path, "-n", "--cores", "1", "--config", "unlearners=[none]", "detectors=[delta_influence]")
+    assert "select_controls" not in job_counts(without.stdout)
 
 
 def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_model(tmp_path):
@@ -233,15 +339,20 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
-    models = 3 * 1 * 3  # datasets × attacks × seeds
+    models = 3 * 2 * 3  # datasets × attacks (badnet, smooth) × seeds
     assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == jobs["extract_features"] == models
     assert jobs["prepare_dataset"] == jobs["train_frequency"] == 3
+    assert jobs["train_clean"] == 3 * 3 and jobs["poison_dataset_smooth"] == 3 * 3 and jobs["evaluate_clean"] == models
     assert jobs["detect"] == models * 7 and jobs["unlearn"] == models * 7 * 2
+    assert jobs["make_paper"] == 1  # one job for 3 datasets × 7 detectors × 3 unlearners
     blocks = proc.stdout.split("\n\n")
-    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_frequency"):
+    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_frequency",
+                 "train_clean", "poison_dataset_smooth"):
         block = next(b for b in blocks if f"rule {rule}:" in b)
         res = block.split("resources:")[1].splitlines()[0]
         assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)
+    badnet = next(b for b in blocks if "rule poison_dataset:" in b)
+    assert "gpu=" not in badnet.split("resources:")[1].splitlines()[0]  # BadNet's poisoning needs no GPU
 
 
 def test_failing_job_writes_its_traceback_to_the_rule_log(tmp_path):

@@ -168,6 +168,12 @@ def _check_dataset(config: dict[str, Any], name: str, check_data: bool) -> None:
         except DatasetError as err:
             raise ConfigError(f"{key}: {err}") from err
     _check_model(f"{key}.model", settings["model"], info)
+    n_controls = config["queries"].get("controls", 10)
+    if info is not None and info.test_counts is not None and n_controls > int(sum(info.test_counts)):
+        raise ConfigError(
+            f"queries.controls: {n_controls} control queries requested but {key} has only "
+            f"{int(sum(info.test_counts))} test images; lower queries.controls"
+        )
     for attack in config["attacks"]:
         if attack not in settings["attacks"]:
             raise ConfigError(f"{key}.attacks: no settings for attack {attack!r}; add `{attack}: {{...}}` (e.g. its poison count)")

@@ -94,6 +94,8 @@ def producing_rule(path: str | os.PathLike[str]) -> str | None:
         return "unlearn"
     if path.suffix == ".pt" and path.parent.name == "scores":
         return "score_probes"
+    if path.name == "model.pt" and path.parent.parent.name == "clean":  # results/{dataset}/clean/s{seed}/model.pt
+        return "train_clean"
     return _RULE_BY_NAME.get(path.name)
 
 
@@ -180,5 +182,10 @@ def meta_path(path: str | os.PathLike[str]) -> Path:
 
 
 def save_meta(path: str | os.PathLike[str], **arguments: Any) -> None:
-    """Write the arguments that produced the artifact at ``path`` next to it."""
-    save_json(arguments, meta_path(path))
+    """Write the arguments that produced the artifact at ``path`` next to it, with their provenance (code
+    version, config hash, the ``seed`` argument if any, library versions)."""
+    from unpoison.provenance import provenance
+
+    seed = arguments.get("seed")
+    record = provenance(seed=seed if isinstance(seed, (int, np.integer)) else None)
+    save_json({**arguments, "provenance": record}, meta_path(path))

@@ -19,10 +19,6 @@ from unpoison.seeding import stage_rng
 from unpoison.training import predict
 
 
-class NoAffectedPointError(RuntimeError):
-    """The attack did not succeed on enough test points to pick the requested queries."""
-
-
 def select_queries(
     model: nn.Module,
     data: ImageData,
@@ -32,22 +28,26 @@ def select_queries(
     seed: int,
     device: torch.device,
     batch_size: int = 512,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Any]:
     """Pick ``count`` affected test inputs the model classifies as the attacker's target, by ``seed``
     (its ``queries`` stream).
 
     Returns:
         {"x": uint8 images, "labels": the model's predictions (= target), "test_index": positions among
-        the attack's affected test inputs}.
+        the attack's affected test inputs}. When fewer than ``count`` affected inputs are classified as the
+        target, the attack failed: the three tensors are empty and ``"attack_failed"`` holds the reason
+        (downstream stages then write "not applicable" results, see :mod:`unpoison.status`).
     """
     x_aff, _, target = attack.affected_test(data, truth)
     pred = predict(model, x_aff, device, batch_size)
     hit = np.flatnonzero((pred == target).numpy())
     if len(hit) < count:
-        raise NoAffectedPointError(
-            f"only {len(hit)} affected test points are classified as the target (queries.count = {count}): "
-            "the attack did not take; raise the poison count or training epochs, or lower queries.count"
+        reason = (
+            f"only {len(hit)} of {len(x_aff)} affected test points are classified as the target "
+            f"(queries.count = {count})"
         )
+        empty = torch.empty(0, dtype=torch.int64)
+        return {"x": x_aff[:0].clone(), "labels": empty, "test_index": empty.clone(), "attack_failed": reason}
     rng = stage_rng(seed, "queries")
     chosen = np.sort(rng.choice(hit, size=count, replace=False))
     idx = torch.from_numpy(chosen)

@@ -12,7 +12,8 @@ Stream names in use: ``poison`` (attacks), ``queries``, ``probes``, ``train/init
 ``detect/oracle`` (which true poisons the oracle flags), ``unlearn/eu/init``, ``unlearn/eu/order``,
 ``unlearn/cf``, ``unlearn/ssd`` and ``unlearn/potion`` (importance batch composition), ``unlearn/scrub``,
 ``unlearn/badt/order``, ``unlearn/badt/teacher`` (the random teacher's initialisation), ``unlearn/ga``,
-``unlearn/neggrad_plus`` (batch orders). Named variants of a method share its stream.
+``unlearn/neggrad_plus`` (batch orders). Named variants of a method share its stream, ``clean/init`` and ``clean/order`` (the model trained on
+the clean training set, rule ``train_clean``).
 """
 
 from __future__ import annotations

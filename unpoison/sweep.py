@@ -21,6 +21,9 @@ from unpoison.params import require
 from unpoison.registry import ConfigSettings
 
 
+SWEEP_COLUMNS = ["detector", "tau", "k", "threshold", "n_flagged", "true_positives", "n_poisons", "tpr", "precision"]
+
+
 @dataclass
 class SweepGrid(ConfigSettings):
     """The grid swept for every run (config: ``sweep``); defaults are the paper's."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -121,15 +121,27 @@ def train_model(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Predicted labels for uint8 or [0,1] float images (CPU int64 tensor)."""
+def batched_forward(
+    model: nn.Module, x: torch.Tensor, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """``fn(xb)`` (default ``model(xb)``) over uint8 or [0, 1] float images ``x`` in batches, in eval mode.
+
+    Each batch is moved to ``device`` and converted to [0, 1] floats there (uint8 crosses the bus, not
+    float32); the outputs are concatenated on the CPU. An empty ``x`` gives an empty tensor.
+    """
     model.eval().to(device)
+    fn = fn or model
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(model(xb).argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+        out.append(fn(to_float(xb) if xb.dtype == torch.uint8 else xb).cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+    """Predicted labels for uint8 or [0,1] float images (CPU int64 tensor)."""
+    return batched_forward(model, x, device, lambda xb: model(xb).argmax(1), batch_size).long()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 512) -> float:
@@ -139,17 +151,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return float((predict(model, x, device, batch_size) == y.cpu()).float().mean())
 
 
-@torch.no_grad()
 def penultimate_features(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     """``model.features(x)`` (the activations its linear head reads) of uint8 or [0, 1] images, in eval mode.
 
     Returns:
         A CPU float32 tensor of shape (N, D).
     """
-    model.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(model.features(xb).flatten(1).float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+    return batched_forward(model, x, device, lambda xb: model.features(xb).flatten(1).float(), batch_size)

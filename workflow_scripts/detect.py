@@ -7,5 +7,6 @@ with logged(snakemake.log[0], snakemake.threads):
     detect(
         snakemake.params.method, snakemake.params.settings, snakemake.output.flagged, scores=scores,
         model=i.get("model"), poisoned=i.get("poisoned"), features=i.get("features"), dataset_model=i.get("dataset_model"),
+        queries=i.get("queries"),
         truth=i.get("truth"), seed=int(snakemake.wildcards.seed),
     )

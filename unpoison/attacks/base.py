@@ -44,6 +44,10 @@ class Attack(ABC):
 
     name: str = ""
     needs_clean_model: ClassVar[bool] = False  # True: poison() receives a CleanModel (rule train_clean)
+    # Names of the PoisonResult.artifacts the attack always returns: the poison rule declares
+    # RUN/artifacts/<name>.npy and .png as outputs for them (known when the DAG is built). Artifacts returned
+    # but not listed here are still saved as .npy beside them, untracked by Snakemake.
+    artifact_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = params

@@ -39,6 +39,9 @@ class Detector(ABC):
 
     name: str = ""
     probe: str | None = None  # influence-score file it reads ("base", "both", "label", "image"), or None
+    # probe whose scores it also reads for the run's CONTROL queries (clean test images the model gets right),
+    # from the same scoring pass: ``inputs.scores["controls_<probe>"]``
+    control_probe: str | None = None
     needs_model: bool = False  # whether it reads the trained model and the training set
     needs_features: bool = False  # whether it reads the model's penultimate features (+ the training set)
     # Name of a model the detector trains once per dataset (on the CLEAN training images, by its own rule

@@ -42,6 +42,7 @@ from unpoison.data import to_float
 from unpoison.detectors.base import Detector, DetectorInputs, register_detector
 from unpoison.detectors.synthetic_triggers import KINDS, synthetic_triggers
 from unpoison.params import require
+from unpoison.training import batched_forward
 
 WEIGHT_DECAY = 1e-4
 BATCH_SIZE = 64  # images per step (clean and triggered mixed)
@@ -109,16 +110,9 @@ def freqdef_net(in_channels: int, height: int, width: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, 2))
 
 
-@torch.no_grad()
 def poison_probability(net: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     """P(triggered) of every image of ``x`` (uint8 or [0, 1] float, N×C×H×W) as a CPU float tensor (N,)."""
-    net.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device)
-        xb = to_float(xb) if xb.dtype == torch.uint8 else xb
-        out.append(torch.softmax(net(xb).float(), dim=1)[:, 1].cpu())
-    return torch.cat(out) if out else torch.empty(0)
+    return batched_forward(net, x, device, lambda xb: torch.softmax(net(xb).float(), dim=1)[:, 1], batch_size)
 
 
 def _holdout_accuracy(net: nn.Module, clean: torch.Tensor, triggered: torch.Tensor, kinds: torch.Tensor,

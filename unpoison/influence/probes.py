@@ -97,6 +97,7 @@ def build_probe_set(
     n_b: int,
     seed: int,
     probes: tuple[str, ...] = PROBES,
+    stream: str = "probes",
 ) -> ProbeSet:
     """Build the base queries and each probe's n_b transformed copies for every test point.
 
@@ -105,6 +106,7 @@ def build_probe_set(
         num_classes: number of classes; n_b: transforms per point; seed: the run's seed (all draws come
             from its ``probes`` stream).
         probes: which of :data:`PROBES` to build.
+        stream: the seed's random stream (``probes``; the control queries draw from ``probes/controls``).
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -114,7 +116,7 @@ def build_probe_set(
     q, c, h, w = x.shape
     families = augmentation_families(min(h, w), c)
     names = sorted(families)
-    rng = stage_rng(seed, "probes")
+    rng = stage_rng(seed, stream)
     base = to_float(x)
     labels_rand = np.zeros((q, n_b), dtype=np.int64)
     aug_names: list[list[str]] = []

@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
+from unpoison.status import OK, attack_failure, not_applicable  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str) -> None:
@@ -18,18 +19,36 @@ def _save(fig: plt.Figure, path: str) -> None:
     plt.close(fig)
 
 
-def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
-    """Δ(i, j) per transform for poisons vs clean training points (first test point), and how many
-    transforms collapse each point's influence, with the decision threshold n_b − k."""
-    payload = load_torch(scores)
-    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
-    delta = (s[1:] - s[:1]).numpy()  # n_b × N
+def _placeholder(out: str, title: str, text: str) -> None:
+    """A figure that says why there is nothing to plot (e.g. the run's attack failed)."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+    fig.suptitle(title)
+    _save(fig, out)
+
+
+def plot_collapse(
+    delta: np.ndarray, marked: np.ndarray, out: str, tau: float = 0.0, k: int = 1,
+    groups: tuple[str, str] = ("clean", "poison"), title: str = "",
+) -> None:
+    """Δ(i, j) per transform for two groups of training points, and how many transforms collapse each
+    point's influence, with the decision threshold n_b − k.
+
+    Args:
+        delta: float n_b × N, Δ(i, j) = score(train_i, g_j(z)) − score(train_i, z) of one test point.
+        marked: boolean (N,), the second group (drawn in red): true poisons, or the points a detector flagged.
+        out: PNG path (written atomically).
+        tau, k: the decision rule's threshold and slack.
+        groups: names of the unmarked and the marked group in the legends.
+    """
     n_b = delta.shape[0]
-    poison = np.zeros(delta.shape[1], dtype=bool)
-    poison[load_json(truth)["poison_indices"]] = True
+    marked = np.asarray(marked, dtype=bool)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     xs = np.arange(1, n_b + 1)
-    for mask, colour, label in ((~poison, "tab:gray", "clean"), (poison, "tab:red", "poison")):
+    parts = [(~marked, "tab:gray", groups[0]), (marked, "tab:red", groups[1])]
+    parts = [(mask, colour, label) for mask, colour, label in parts if mask.any()]  # an empty group has no curve
+    for mask, colour, label in parts:
         d = delta[:, mask]
         ax1.plot(xs, np.median(d, axis=1), color=colour, label=f"{label} (median, n={mask.sum()})")
         ax1.fill_between(xs, np.quantile(d, 0.1, axis=1), np.quantile(d, 0.9, axis=1), color=colour, alpha=0.25)
@@ -38,8 +57,8 @@ def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0,
     ax1.legend(fontsize=8)
     counts = (delta < tau).sum(axis=0)
     bins = np.arange(n_b + 2) - 0.5
-    ax2.hist(counts[~poison], bins=bins, color="tab:gray", alpha=0.7, label="clean", log=True)
-    ax2.hist(counts[poison], bins=bins, color="tab:red", alpha=0.7, label="poison", log=True)
+    for mask, colour, label in parts:
+        ax2.hist(counts[mask], bins=bins, color=colour, alpha=0.7, label=label, log=True)
     ax2.axvline(n_b - k - 0.5, color="k", ls="--", lw=1, label=f"flag ≥ n_b − k = {n_b - k}")
     ax2.set(xlabel=f"#transforms with Δ < τ = {tau:g}", ylabel="training points", title="collapse count")
     ax2.legend(fontsize=8)
@@ -47,10 +66,25 @@ def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0,
     _save(fig, out)
 
 
+def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
+    """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
+    payload = load_torch(scores)
+    if attack_failure(payload):
+        _placeholder(out, title, f"no affected test point: {not_applicable(attack_failure(payload))}")
+        return
+    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
+    delta = (s[1:] - s[:1]).numpy()  # n_b × N
+    poison = np.zeros(delta.shape[1], dtype=bool)
+    poison[load_json(truth)["poison_indices"]] = True
+    plot_collapse(delta, poison, out, tau, k, ("clean", "poison"), title)
+
+
 def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "eu", title: str = "") -> None:
     """PSR against clean accuracy after ``unlearner`` per detector (mean ± std over seeds); the poisoned
     model is the 'none' point."""
     df = unlearning[unlearning.unlearner.isin([unlearner, "none"])]
+    if "status" in df:
+        df = df[df.status == OK]  # runs whose attack failed have no defence to plot
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     base = df[df.unlearner == "none"].drop_duplicates(["dataset", "attack", "seed"])
     if len(base):
@@ -70,6 +104,9 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "e
 def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None:
     """Precision against TPR over the Δ-Influence τ × k grid (one line per k) and the EK-FAC thresholds,
     means over seeds: the threshold question as a curve, not a picked point."""
+    if sweep.empty:
+        _placeholder(out, title, "no run with a successful attack: nothing to sweep")
+        return
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     di = sweep[sweep.detector == "delta_influence"]
     for k, part in di.groupby("k"):
@@ -85,4 +122,28 @@ def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None
     ax.set_xlim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def plot_artifact(array: np.ndarray, out: str, title: str = "") -> None:
+    """An attack's artifact as an image: C×H×W (or H×W) one image, N×C×H×W a row of images.
+
+    uint8 arrays are shown as pixels (0..255); float arrays (e.g. a trigger in [0, 0.2]) are scaled so that
+    their largest value is white, and the title states the range.
+    """
+    a = np.asarray(array)
+    images = a[None] if a.ndim == 3 else (a[None, None] if a.ndim == 2 else a)
+    if images.ndim != 4:
+        raise ValueError(f"artifact of shape {a.shape} is not an image or a stack of images")
+    if a.dtype == np.uint8:
+        shown, note = images.astype(np.float32) / 255.0, "pixels 0..255"
+    else:
+        top = float(np.abs(images).max()) or 1.0
+        shown, note = np.clip(images / top, 0.0, 1.0), f"values {float(a.min()):.3g}..{float(a.max()):.3g}, max shown white"
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
+    for ax, img in zip(axes[0], shown):
+        hwc = np.transpose(img, (1, 2, 0))
+        ax.imshow(hwc[..., 0] if hwc.shape[-1] == 1 else hwc, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        ax.axis("off")
+    fig.suptitle(f"{title} ({note})", fontsize=8)
     _save(fig, out)

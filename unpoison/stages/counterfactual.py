@@ -17,7 +17,9 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, save_json
 from unpoison.metrics import model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean, load_poisoned
+from unpoison.status import OK, read_attack_failure, status_of
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -32,8 +34,17 @@ def split_poisons(flagged: np.ndarray, poison_indices: list[int]) -> tuple[np.nd
 def counterfactual(
     model: str, clean: str, poisoned: str, flagged: str, truth: str, attack: str, attack_params: dict[str, Any],
     recipe: dict[str, Any], seed: int, device: str, ids: dict[str, Any], out: str, batch_size: int = 512, log=None,
+    queries: str | None = None,
 ) -> None:
-    """Retrain without the detected poisons and without the missed ones; write TPR, PSR and clean accuracy."""
+    """Retrain without the detected poisons and without the missed ones; write TPR, PSR and clean accuracy
+    (rows with NaN metrics and a ``status`` saying why, without retraining, when the run's attack failed)."""
+    failed = read_attack_failure(queries)
+    if failed:
+        nan = float("nan")
+        rows = [{**ids, "removed": r, "n_removed": nan, "tpr": nan, "clean_acc": nan, "psr": nan, "status": status_of(failed)}
+                for r in ("detected", "missed")]
+        save_json({"rows": rows}, out)
+        return
     net, spec = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
     facts = load_json(truth)
@@ -46,5 +57,5 @@ def counterfactual(
         inputs = UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, dev, log)
         retrained = get_unlearner("eu").unlearn(inputs)
         metrics = model_metrics(retrained, data, atk, facts, dev, batch_size)
-        rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **metrics})
-    save_json({"rows": rows}, out)
+        rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **metrics, "status": OK})
+    save_json({"rows": rows, "provenance": provenance(seed=seed)}, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import torch
 
 from unpoison.detectors import DetectorInputs, get_detector
@@ -12,6 +13,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, save_meta, save_npy
 from unpoison.models import load_checkpoint, save_checkpoint
 from unpoison.stages.data import load_poisoned
+from unpoison.status import not_applicable, read_attack_failure
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -19,7 +21,7 @@ from unpoison.unlearners import UnlearnInputs, get_unlearner
 def detect(
     detector: str, params: dict[str, Any], out: str, scores: dict[str, str] | None = None,
     model: str | None = None, poisoned: str | None = None, features: str | None = None,
-    dataset_model: str | None = None, truth: str | None = None, seed: int | None = None,
+    dataset_model: str | None = None, queries: str | None = None, truth: str | None = None, seed: int | None = None,
 ) -> None:
     """Run one detector on the inputs it declared and save the flagged training indices (sorted int64 ``.npy``).
 
@@ -29,6 +31,8 @@ def detect(
         scores: probe name → influence-score file.
         model, poisoned, features, dataset_model: the trained model, the training set, its penultimate
             features, and the detector's own per-dataset model, when the detector reads them.
+        queries: the run's queries; when they record that the attack failed, no detector runs and the flags
+            are empty, with ``not_applicable`` in the meta file.
         truth: the ground truth (``truth.json``), given ONLY to detectors that declare ``needs_truth``
             (the oracle); refused for any other.
         seed: the run's seed (for detectors that draw at random).
@@ -36,6 +40,12 @@ def detect(
     det = get_detector(detector, params)
     if truth and not det.needs_truth:
         raise ValueError(f"detector {detector!r} does not declare needs_truth and must not read {truth}")
+    failed = read_attack_failure(queries)
+    if failed:
+        save_npy(np.empty(0, dtype=np.int64), out)
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=not_applicable(failed),
+                  uses_truth=det.needs_truth)
+        return
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()}, seed=seed)
     if model:
         inputs.model, _ = load_checkpoint(model)
@@ -54,16 +64,22 @@ def detect(
 
 def unlearn(
     unlearner: str, params: dict[str, Any], model: str, poisoned: str, flagged: str,
-    recipe: dict[str, Any], seed: int, device: str, out: str, log=None,
+    recipe: dict[str, Any], seed: int, device: str, out: str, log=None, queries: str | None = None,
 ) -> None:
     """Unlearn the flagged points from ``model``.
 
     The meta file records the unlearner's wall-clock ``seconds`` and the process's ``cpu_seconds`` (both
     around :meth:`Unlearner.unlearn` only: loading and saving are excluded), the forget-set size and the
     unlearner's report (``budget_epochs``: its compute in training epochs of the same model, and what the
-    method adds, e.g. Potion's search step).
+    method adds, e.g. Potion's search step). When the run's ``queries`` record that the attack failed, the
+    model is written unchanged with ``not_applicable`` in its meta.
     """
     net, spec = load_checkpoint(model)
+    failed = read_attack_failure(queries)
+    if failed:
+        save_checkpoint(out, net, spec)
+        save_meta(out, unlearner=unlearner, params=params, seconds=0.0, n_forget=0, seed=seed, not_applicable=not_applicable(failed))
+        return
     x, y = load_poisoned(poisoned)
     forget = load_npy(flagged)
     method = get_unlearner(unlearner, params)

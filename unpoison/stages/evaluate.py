@@ -9,20 +9,40 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json
 from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean
+from unpoison.status import attack_failure, read_attack_failure, status_of
 
 
-def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str) -> None:
-    """Detection metrics of one flagged set; ``ids`` (dataset, attack, seed, detector) go into the row."""
-    save_json({**ids, **detection_metrics(load_npy(flagged), load_json(truth)["poison_indices"])}, out)
+def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str, queries: str | None = None) -> None:
+    """Detection metrics of one flagged set; ``ids`` (dataset, attack, seed, detector) go into the row. When the
+    run's attack failed (``queries``), the metrics are NaN and ``status`` says why."""
+    poisons = load_json(truth)["poison_indices"]
+    failed = read_attack_failure(queries)
+    if failed:
+        metrics = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), float("nan")), "n_poisons": len(poisons)}
+    else:
+        metrics = detection_metrics(load_npy(flagged), poisons)
+    save_json({**ids, **metrics, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def evaluate_model(
     model: str, clean: str, truth: str, attack: str, attack_params: dict[str, Any], device: str,
-    ids: dict[str, Any], out: str, batch_size: int = 512,
+    ids: dict[str, Any], out: str, batch_size: int = 512, queries: str | None = None, skip_if_failed: bool = False,
 ) -> None:
     """Clean accuracy and PSR of a model, with the unlearning's ``seconds``, ``cpu_seconds`` and
-    ``budget_epochs`` from an unlearned model's meta file (0 for the poisoned model)."""
+    ``budget_epochs`` from an unlearned model's meta file (0 for the poisoned model).
+
+    Args:
+        queries: the run's queries; the row's ``status`` says whether its attack took.
+        skip_if_failed: when the attack failed, write NaN metrics instead of evaluating (an unlearned model
+            is then just the poisoned one: there was no affected point to defend).
+    """
+    failed = read_attack_failure(queries)
+    if failed and skip_if_failed:
+        row = {**ids, "clean_acc": float("nan"), "psr": float("nan"), "seconds": 0.0, "cpu_seconds": 0.0, "budget_epochs": 0.0}
+        save_json({**row, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
+        return
     net, _ = load_checkpoint(model)
     m = model_metrics(net, load_clean(clean), get_attack(attack, attack_params), load_json(truth), resolve_device(device), batch_size)
     meta = meta_path(model)
@@ -32,17 +52,20 @@ def evaluate_model(
         "cpu_seconds": float(info.get("cpu_seconds", float("nan")) if info else 0.0),
         "budget_epochs": float(info.get("report", {}).get("budget_epochs", float("nan")) if info else 0.0),
     }
-    save_json({**ids, **m, **times}, out)
+    save_json({**ids, **m, **times, "status": status_of(failed), "provenance": provenance(seed=ids.get("seed"))}, out)
 
 
 def sweep_thresholds(both: str, base: str, truth: str, grid: dict[str, Any], ids: dict[str, Any], out: str) -> None:
-    """TPR/precision over the τ × k grid (Δ-Influence) and the EK-FAC thresholds, from saved scores (CSV)."""
+    """TPR/precision over the τ × k grid (Δ-Influence) and the EK-FAC thresholds, from saved scores (CSV; no
+    rows when the run's attack failed)."""
     import pandas as pd
 
     from unpoison.report.tables import write_csv
-    from unpoison.sweep import SweepGrid, threshold_sweep
+    from unpoison.sweep import SWEEP_COLUMNS, SweepGrid, threshold_sweep
 
-    rows = threshold_sweep(
-        load_torch(both)["scores"], load_torch(base)["scores"], load_json(truth)["poison_indices"], SweepGrid.from_dict(grid)
-    )
+    scores_both, scores_base = load_torch(both), load_torch(base)
+    if attack_failure(scores_both):  # no query was scored: a header-only table
+        write_csv(pd.DataFrame(columns=[*ids, *SWEEP_COLUMNS]), out)
+        return
+    rows = threshold_sweep(scores_both["scores"], scores_base["scores"], load_json(truth)["poison_indices"], SweepGrid.from_dict(grid))
     write_csv(pd.DataFrame([{**ids, **r} for r in rows]), out)

@@ -12,6 +12,7 @@ from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, f
 from unpoison.io import load_torch, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.stages.data import load_poisoned
+from unpoison.status import attack_failure
 
 
 def fit(model: str, poisoned: str, settings: dict[str, Any], seed: int, device: str, out_dir: str) -> None:
@@ -31,28 +32,53 @@ def score(
     seed: int,
     device: str,
     outputs: dict[str, str],
+    controls: str | None = None,
 ) -> None:
     """Score the base queries and the transformed queries of every requested probe in ONE pass.
 
     ``outputs`` maps probe name (``base``, ``both``, ``label``, ``image``) to its output path. Each file holds
     ``scores`` (q, 1 + n_b, N) with the untransformed query in column 0 (``base``: (q, 1, N)), the query
-    ``labels`` per column, and for transformed probes the augmentation family names.
+    ``labels`` per column, and for transformed probes the augmentation family names. Names
+    ``controls_<probe>`` score the control queries of ``controls`` (clean test images the model gets right)
+    through that probe, in the same pass, with transforms drawn from their own ``probes/controls`` stream.
     """
-    net, spec = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
     q = load_torch(queries)
-    probes = tuple(p for p in outputs if p != "base")
-    ps = build_probe_set(q["x"], q["labels"], spec["num_classes"], n_b, seed, probes)
+    failed = attack_failure(q)
+    if failed:  # no affected point to score: well-formed empty score files that say why
+        for probe, path in outputs.items():
+            cols = 1 if probe == "base" else 1 + n_b
+            payload = {"scores": torch.empty(0, cols, len(y)), "labels": torch.empty(0, cols, dtype=torch.int64), "attack_failed": failed}
+            save_torch({**payload, **({"augmentations": []} if probe != "base" else {})}, path)
+            save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, attack_failed=failed)
+        return
+    net, spec = load_checkpoint(model)
+    probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))
+    control_probes = tuple(p.removeprefix("controls_") for p in outputs if p.startswith("controls_"))
+    sets = {"": build_probe_set(q["x"], q["labels"], spec["num_classes"], n_b, seed, probes)}
+    if control_probes:
+        if controls is None:
+            raise ValueError(f"outputs {sorted(outputs)} ask for control scores but no controls file was given")
+        c = load_torch(controls)
+        sets["controls_"] = build_probe_set(c["x"], c["labels"], spec["num_classes"], n_b, seed, control_probes, "probes/controls")
+    offsets, start = {}, 0
+    for prefix, ps in sets.items():
+        offsets[prefix], start = start, start + len(ps.labels)
     scores = score_queries(
-        net, factors, TensorDataset01(ps.images, ps.labels), TensorDataset01(x, y),
-        ScoreSettings.from_dict(settings), resolve_device(device),
+        net, factors,
+        TensorDataset01(torch.cat([ps.images for ps in sets.values()]), torch.cat([ps.labels for ps in sets.values()])),
+        TensorDataset01(x, y), ScoreSettings.from_dict(settings), resolve_device(device),
     )
-    for probe, path in outputs.items():
+    for name, path in outputs.items():
+        prefix = "controls_" if name.startswith("controls_") else ""
+        probe, ps = name.removeprefix(prefix), sets[prefix]
         cols = ps.base_rows[:, None]
         if probe != "base":
             cols = torch.cat([cols, ps.probe_rows[probe]], dim=1)
-        payload: dict[str, Any] = {"scores": scores[cols].contiguous(), "labels": ps.labels[cols].contiguous()}
+        cols = cols + offsets[prefix]
+        labels = torch.cat([s.labels for s in sets.values()])
+        payload: dict[str, Any] = {"scores": scores[cols].contiguous(), "labels": labels[cols].contiguous()}
         if probe != "base":
             payload["augmentations"] = ps.augmentations
         save_torch(payload, path)
-        save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=len(ps.labels))
+        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=start)

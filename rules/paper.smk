@@ -1,0 +1,56 @@
+# The paper's Tables 1–5 and Figures 2–5 (results/paper/) from the tidy tables of whatever grid ran: one job.
+# A cell or figure the grid cannot fill says why (e.g. "not run (add `frequency` to detectors)").
+
+
+def paper_grid():
+    """What the config ran, for unpoison.report.paper.PaperGrid: detector name → (method, test points).
+    A detector that reads test points but sets no n_points intersects all queries.count of them."""
+    detectors = {}
+    for name in config["detectors"]:
+        params = detector_params(name)
+        points = (params.get("n_points") or config["queries"]["count"]) if "n_points" in params else None
+        detectors[name] = {"method": detector_method(name), "points": points}
+    return {
+        "datasets": list(config["datasets"]),
+        "attacks": list(config["attacks"]),
+        "seeds": list(config["seeds"]),
+        "detectors": detectors,
+        "unlearners": {u: unlearner_method(u) for u in config["unlearners"]},
+        "counterfactual": list(config.get("counterfactual", [])),
+    }
+
+
+def collapse_panels():
+    """'dataset / attack' → the influence-collapse figure of Figure 2's panels (made when delta_influence runs)."""
+    if "delta_influence" not in config["detectors"]:
+        return {}
+    return {f"{d} / {a}": f"results/figures/{d}_{a}_influence_collapse.png" for d in config["datasets"] for a in config["attacks"]}
+
+
+def _paper(name, ext="csv"):
+    path = f"results/paper/{name}.{ext}"
+    return path if ext == "md" else report(path, caption=f"../report/paper_{name}.rst", category="Paper")
+
+
+rule make_paper:
+    input:
+        detection=rules.make_tables.output.detection,
+        unlearning=rules.make_tables.output.unlearning,
+        counterfactual=rules.make_counterfactual_table.output.counterfactual if counterfactual_detectors() else [],
+        collapse=list(collapse_panels().values()),
+    output:
+        **{f"table{i}": _paper(f"table{i}") for i in range(1, 6)},
+        **{f"table{i}_md": _paper(f"table{i}", "md") for i in range(1, 6)},
+        **{f"figure{i}": _paper(f"figure{i}", "png") for i in range(2, 6)},
+    params:
+        grid=paper_grid(),
+        collapse=list(collapse_panels()),
+    log:
+        "results/logs/make_paper.log",
+    script:
+        "../workflow_scripts/make_paper.py"
+
+
+def paper_targets():
+    """Every file of results/paper/ (each always exists; a missing piece says why inside it)."""
+    return list(rules.make_paper.output)

@@ -1,0 +1,115 @@
+"""End to end: an attack that fails does not stop the grid. tiny.yaml + attack_failure.yaml runs BadNet and a
+smooth trigger too weak to take (two poisons, values ≤ 0.02) on one digits grid without --keep-going: the smooth
+run records "attack failed", its detection and unlearning rows are n/a with the reason, BadNet's run completes,
+and the clean model (train_clean) gives the reference row. One real run (~2 min on 2 idle cores) serves all."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [ROOT / "tests/configs/tiny.yaml", ROOT / "tests/configs/attack_failure.yaml"]
+SMOOTH, BADNET = Path("results/digits/smooth/s3"), Path("results/digits/badnet/s3")
+FAILED = "n/a (attack failed: only "
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", *map(str, CONFIGS), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for line in table.splitlines()
+            if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("failure")
+    proc = snakemake(workdir, "--cores", "2")  # no --keep-going: the failed attack must not fail a job
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir
+
+
+def test_the_failure_is_recorded_where_queries_are_chosen(run):
+    q = torch.load(run / SMOOTH / "queries.pt", weights_only=True)
+    assert q["attack_failed"].startswith("only ") and len(q["x"]) == len(q["labels"]) == 0
+    assert "attack_failed" not in torch.load(run / BADNET / "queries.pt", weights_only=True)
+    for probe in ("base", "both"):
+        scores = torch.load(run / SMOOTH / f"scores/{probe}.pt", weights_only=True)
+        assert scores["attack_failed"] == q["attack_failed"] and scores["scores"].shape[0] == 0
+    for det in ("delta_influence", "ekfac"):
+        assert np.load(run / SMOOTH / f"flagged/{det}.npy").size == 0
+        meta = json.loads((run / SMOOTH / f"flagged/{det}.npy.meta.json").read_text())
+        assert meta["not_applicable"].startswith(FAILED)
+        assert np.load(run / BADNET / f"flagged/{det}.npy").size > 0
+
+
+def test_detection_and_unlearning_rows_of_the_failed_run_are_not_applicable(run):
+    det = pd.read_csv(run / "results/tables/detection.csv")
+    smooth, badnet = det[det.attack == "smooth"], det[det.attack == "badnet"]
+    assert len(smooth) == len(badnet) == 2
+    assert smooth.status.str.startswith(FAILED).all() and smooth.tpr.isna().all() and (smooth.n_poisons == 2).all()
+    assert (badnet.status == "ok").all() and (badnet.tpr > 0.5).all()
+    unl = pd.read_csv(run / "results/tables/unlearning.csv")
+    s_eu = unl[(unl.attack == "smooth") & (unl.unlearner == "eu")]
+    s_none = unl[(unl.attack == "smooth") & (unl.unlearner == "none")]
+    assert s_eu.status.str.startswith(FAILED).all() and s_eu.psr.isna().all() and (s_eu.seconds == 0).all()
+    assert s_none.status.str.startswith(FAILED).all() and (s_none.psr < 0.1).all()  # the PSR is measured
+    assert (unl[unl.attack == "badnet"].status == "ok").all() and unl[unl.attack == "badnet"].psr.notna().all()
+    cf = pd.read_csv(run / "results/tables/counterfactual.csv")
+    assert (cf[cf.attack == "smooth"].n_ok == 0).all() and (cf[cf.attack == "badnet"].n_ok == 1).all()
+    assert set(pd.read_csv(run / "results/tables/sweep.csv").attack) == {"badnet"}  # the failed run has no scores
+
+
+def test_summary_has_the_attack_success_column_and_the_reference_rows(run):
+    summary = pd.read_csv(run / "results/tables/summary.csv")
+    defence = summary[summary.detector != "—"]
+    assert (defence[defence.attack == "smooth"].attack_success == 0).all()
+    assert (defence[defence.attack == "badnet"].attack_success == 1).all()
+    assert defence[defence.attack == "smooth"].status.str.startswith(FAILED).all()
+    ref = summary[summary.detector == "—"].set_index(["attack", "unlearner"])
+    assert set(ref.index) == {(a, m) for a in ("badnet", "smooth") for m in ("clean model", "poisoned model")}
+    assert ref.loc[("smooth", "poisoned model"), "attack_success"] == 0 and ref.loc[("badnet", "poisoned model"), "attack_success"] == 1
+    assert ref.loc[("badnet", "clean model"), "clean_acc_mean"] > 0.9  # the clean model is a working classifier
+    assert ref.loc[("badnet", "clean model"), "psr_mean"] < 0.2  # that never learnt the trigger
+    md = (run / "results/tables/summary.md").read_text()
+    assert "| attack ok |" in md and "| 0/1 |" in md and FAILED in md and "| clean model |" in md
+    for fig in ("digits_smooth_influence_collapse.png", "digits_badnet_influence_collapse.png",
+                "digits_smooth_psr_vs_accuracy_eu.png", "digits_smooth_threshold_sweep.png"):
+        assert (run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clean_model_and_smooth_artifacts(run):
+    clean = run / "results/digits/clean/s3"
+    assert json.loads((clean / "model.pt.meta.json").read_text())["training_set"] == "clean"
+    assert (clean / "logs/train_clean.log").exists() and (clean / "benchmarks/train_clean.tsv").exists()
+    truth = json.loads((run / SMOOTH / "truth.json").read_text())
+    trigger = np.load(run / SMOOTH / "artifacts/trigger.npy")
+    assert np.array_equal(trigger, np.asarray(truth["trigger"], dtype=np.float32))
+    assert trigger.shape == (1, 8, 8) and trigger.min() >= 0 and trigger.max() <= 0.02 + 1e-7
+    assert np.load(run / SMOOTH / "artifacts/example.npy").shape == (2, 1, 8, 8)
+    meta = json.loads((run / SMOOTH / "artifacts/trigger.npy.meta.json").read_text())
+    assert meta["params"]["magnitude"] == 0.02 and meta["clean_model"] == "results/digits/clean/s3/model.pt"
+    for name in ("trigger", "example"):
+        assert (run / SMOOTH / f"artifacts/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (run / BADNET / "artifacts").exists()  # BadNet declares no artifacts
+
+
+def test_changing_a_detector_setting_reruns_neither_the_clean_model_nor_poisoning(run):
+    proc = snakemake(run, "-n", "--cores", "1", "--config",
+                     "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("detect") == 2  # delta_influence of both runs
+    for rule in ("train_clean", "poison_dataset", "poison_dataset_smooth", "train_model", "evaluate_clean", "select_queries"):
+        assert rule not in jobs, jobs

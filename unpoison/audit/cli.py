@@ -1,0 +1,139 @@
+"""``unpoison-audit`` (also ``python -m unpoison.audit``): command-line options and an optional YAML file.
+
+Every option can also be a key of the YAML file given with ``--config`` (the option's name with ``_`` for
+``-``; ``model_option`` is a mapping, ``query`` a list); options on the command line override the file.
+``experiments/audit.yaml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from unpoison.audit.api import audit
+from unpoison.audit.core import AuditSettings
+from unpoison.audit.inputs import AuditError
+from unpoison.data import DatasetError
+from unpoison.params import ParamError, coerce_value
+
+# name → (type, default, help); the one list of options (argparse and the YAML keys are built from it)
+OPTIONS: dict[str, tuple[Any, Any, str]] = {
+    "arch": (str, None, "architecture: a project model (digits_cnn, resnet9, resnet18_cifar, resnet18) or a "
+                        "torchvision name (torchvision.models.list_models(), e.g. resnet18); resnet18 is the "
+                        "project's when the weights hold its normalize.* buffers, else torchvision's"),
+    "weights": (str, None, "the model's plain state_dict file (torch.save(model.state_dict(), path))"),
+    "train": (str, None, "training set: ImageFolder root (root/<class>/<image>) or .npz with x_train, y_train"),
+    "query": (list[str], None, "a suspicious image, PATH[:LABEL] (label = output index or class name; omitted = "
+                               "the model's prediction); repeat for several images of one attack"),
+    "out": (str, None, "output directory"),
+    "num_classes": (int | None, None, "the model's outputs (default: the training set's classes)"),
+    "model_option": (dict, {}, "an architecture option KEY=VALUE (e.g. width=32); repeatable"),
+    "mean": (list[float] | None, None, "torchvision models: per-channel mean the inputs in [0, 1] were normalised "
+                                       "with (e.g. 0.485 0.456 0.406); project models normalise themselves"),
+    "std": (list[float] | None, None, "torchvision models: per-channel std (e.g. 0.229 0.224 0.225)"),
+    "n_b": (int, 50, "transformed copies per suspicious image"),
+    "tau": (float, 0.0, "Δ < tau counts as a collapse"),
+    "k": (int, 1, "flag when ≥ n_b − k transforms collapse"),
+    "seed": (int, 0, "seed of the Fisher labels and the transforms"),
+    "device": (str, "auto", "auto (CUDA when present), cpu, cuda or cuda:N"),
+    "factor_batch_size": (int, 128, "batch size while fitting EK-FAC factors"),
+    "score_batch_size": (int, 128, "training batch size while scoring"),
+    "query_batch_size": (int, 64, "query gradients computed together (all are scored in one pass)"),
+    "lambda_max_examples": (int | None, None, "fit eigenvalue corrections on this many random training images "
+                                              "(faster on large sets; default all)"),
+    "sheet_size": (int, 32, "images on the contact sheet"),
+}
+REQUIRED = ("arch", "weights", "train", "query", "out")
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. width=32)")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (every option defaults to 'not given', so a YAML file can supply it)."""
+    p = argparse.ArgumentParser(
+        prog="unpoison-audit",
+        description="Audit your own model with Δ-Influence: which training images make it give the suspicious "
+                    "image(s) their label? Writes flagged.csv/.npy, a contact sheet, the collapse plot and summary.md.",
+    )
+    p.add_argument("--config", help="YAML file with any of the options below (command-line options override it)")
+    for name, (kind, default, text) in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        helptext = text + (f" (default {default})" if default not in (None, {}) else "")
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": helptext}
+        if name == "query":
+            p.add_argument(flag, action="append", metavar="PATH[:LABEL]", **kw)
+        elif name == "model_option":
+            p.add_argument(flag, action="append", type=_key_value, metavar="KEY=VALUE", **kw)
+        elif name in ("mean", "std"):
+            p.add_argument(flag, nargs="+", type=float, **kw)
+        else:
+            base = {int | None: int, list[str]: str}.get(kind, kind)
+            p.add_argument(flag, type=base, **kw)
+    return p
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """The options in a YAML file (unknown keys and wrong types rejected, naming the key)."""
+    p = Path(path)
+    if not p.is_file():
+        raise AuditError(f"--config {path!r}: file not found")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise AuditError(f"--config {path!r}: expected a mapping of option: value, got {type(data).__name__}")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - set(OPTIONS))
+    if unknown:
+        raise AuditError(f"--config {path!r}: unknown key(s) {unknown}; allowed: {sorted(OPTIONS)}")
+    if isinstance(data.get("query"), str):
+        data["query"] = [data["query"]]
+    try:
+        return {k: coerce_value(v, OPTIONS[k][0], f"--config {path}: {k}") for k, v in data.items()}
+    except ParamError as err:
+        raise AuditError(str(err)) from err
+
+
+def resolve_options(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Defaults, then the ``--config`` file, then the command line."""
+    args = vars(parser().parse_args(argv))
+    config = read_config(args.pop("config")) if args.get("config") else {}
+    args.pop("config", None)
+    if "model_option" in args:
+        args["model_option"] = dict(args["model_option"])
+    options = {name: spec[1] for name, spec in OPTIONS.items()} | config | args
+    missing = [f"--{n.replace('_', '-')}" for n in REQUIRED if not options.get(n)]
+    if missing:
+        raise AuditError(f"missing {', '.join(missing)} (on the command line or in the --config file); see --help")
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the audit; bad input prints ``unpoison-audit: error: ...`` and returns 2."""
+    # kronfluence 1.0.1 calls the deprecated torch.cuda.amp.GradScaler; harmless on CPU and GPU
+    warnings.filterwarnings("ignore", message=".*torch.cuda.amp.GradScaler", category=FutureWarning)
+    try:
+        o = resolve_options(argv)
+        settings = AuditSettings(
+            n_b=o["n_b"], tau=o["tau"], k=o["k"], seed=o["seed"], device=o["device"],
+            factor_batch_size=o["factor_batch_size"], score_batch_size=o["score_batch_size"],
+            query_batch_size=o["query_batch_size"], lambda_max_examples=o["lambda_max_examples"],
+        )
+        audit(o["arch"], o["weights"], o["train"], o["query"], o["out"], settings, o["num_classes"], o["model_option"],
+              o["mean"], o["std"], o["sheet_size"])
+    except (AuditError, DatasetError, ParamError, FloatingPointError) as err:  # NaN/inf scores: never flag silently
+        print(f"unpoison-audit: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

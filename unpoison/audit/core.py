@@ -1,0 +1,189 @@
+"""The audit itself: EK-FAC factors on the user's training set, the suspicious images and their n_b transforms
+scored in one pass, and the Δ-Influence rule (the ``delta_influence`` detector, intersected over images).
+
+The pieces are the pipeline's own (:func:`unpoison.influence.fit_factors`,
+:func:`unpoison.influence.build_probe_set`, :func:`unpoison.influence.score_queries`, the registered
+``delta_influence`` detector); only the inputs differ: no attack, no ground truth.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unpoison.audit.inputs import AuditError, TrainingSet, load_query_image, parse_query, query_label
+from unpoison.data import TensorDataset01
+from unpoison.detectors import get_detector
+from unpoison.detectors.base import DetectorInputs
+from unpoison.device import resolve_device
+from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.training import batched_forward
+
+
+@dataclass
+class AuditSettings:
+    """The audit's knobs (CLI options of the same names with ``-`` for ``_``).
+
+    τ and k are the paper's defaults and are NOT tuned: an audit has no ground truth to tune them on.
+    """
+
+    n_b: int = 50  # transformed copies of each suspicious image (random label + random augmentation)
+    tau: float = 0.0  # Δ(i, j) < tau counts as a collapse of training point i's influence under transform j
+    k: int = 1  # flag a point when at least n_b - k of its n_b transforms collapse
+    seed: int = 0  # Fisher-label sampling, factor subsampling and the transforms' draws
+    device: str = "auto"  # auto = CUDA when present, else CPU
+    factor_batch_size: int = 128  # factor fitting batch (sums: no effect on results)
+    score_batch_size: int = 128  # training batch while scoring
+    query_batch_size: int = 64  # query gradients computed this many at a time; all are scored in one pass
+    lambda_max_examples: int | None = None  # fit the eigenvalue corrections on a random subset (None = all)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.n_b >= 1, "n_b", self.n_b, "≥ 1"),
+            (0 <= self.k < self.n_b, "k", self.k, f"0 ≤ k < n_b = {self.n_b}"),
+            (math.isfinite(self.tau), "tau", self.tau, "a finite number"),
+            (self.seed >= 0, "seed", self.seed, "≥ 0"),
+            (self.factor_batch_size >= 1, "factor_batch_size", self.factor_batch_size, "≥ 1"),
+            (self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "≥ 1"),
+            (self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1"),
+            (self.lambda_max_examples is None or self.lambda_max_examples >= 1, "lambda_max_examples",
+             self.lambda_max_examples, "≥ 1 or unset"),
+        ]
+        for ok, name, value, allowed in checks:
+            if not ok:
+                raise AuditError(f"--{name.replace('_', '-')} {value!r}: must be {allowed}")
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            raise AuditError(f"--{err}") from err
+
+
+@dataclass
+class Queries:
+    """The suspicious images: uint8 q×C×H×W, the label each is audited with, where that label came from
+    (``given`` or ``predicted``), the model's prediction and its softmax probability."""
+
+    paths: list[str]
+    x: torch.Tensor
+    labels: torch.Tensor
+    label_source: list[str]
+    predicted: list[int]
+    confidence: list[float]
+
+
+@dataclass
+class AuditResult:
+    """What the audit found, indexed like the training set.
+
+    Attributes:
+        flagged: sorted int64 indices flagged for EVERY suspicious image.
+        scores: float (q, 1 + n_b, N) influence; column 0 the image with its label, then the transforms.
+        probe_labels: (q, 1 + n_b) labels of those columns; augmentations: (q, n_b) family names.
+        collapse: int (q, N) #{j : Δ(i, j) < τ} per image; per_image_flagged: how many each image flags alone.
+        train_agreement: share of training images the model classifies as labelled (a sanity check).
+        seconds: wall time per step.
+    """
+
+    flagged: np.ndarray
+    scores: torch.Tensor
+    probe_labels: torch.Tensor
+    augmentations: list[list[str]]
+    collapse: torch.Tensor
+    per_image_flagged: list[int]
+    train_agreement: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def check_labels(train: TrainingSet, num_classes: int) -> None:
+    """Every training label is an output of the model (raise naming the first image that is not)."""
+    bad = torch.nonzero((train.y < 0) | (train.y >= num_classes)).flatten()
+    if len(bad):
+        i = int(bad[0])
+        raise AuditError(
+            f"training image {train.names[i]!r} has label {int(train.y[i])}, out of range for a model with "
+            f"{num_classes} outputs (0..{num_classes - 1}), {len(bad)} image(s) in all: pass --num-classes, or "
+            "fix the class folders / y_train (folders named by integers are the output index)"
+        )
+
+
+def _probabilities(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return batched_forward(model, x, device, lambda xb: torch.softmax(model(xb).float(), dim=1))
+
+
+def load_queries(specs: list[str], train: TrainingSet, model: nn.Module, num_classes: int, device: str = "auto") -> Queries:
+    """Read ``path[:label]`` specs; an omitted label is the model's prediction (the audit's usual case)."""
+    if not specs:
+        raise AuditError("give at least one suspicious image: --query path[:label]")
+    parsed = [parse_query(s) for s in specs]
+    x = torch.stack([load_query_image(path, train.image_shape) for path, _ in parsed])
+    probs = _probabilities(model, x, resolve_device(device))
+    if probs.shape[1] != num_classes:
+        raise AuditError(f"the model gives {probs.shape[1]} outputs but --num-classes is {num_classes}")
+    predicted = probs.argmax(1)
+    labels, sources = [], []
+    for (path, text), pred in zip(parsed, predicted.tolist()):
+        if text is None:
+            labels.append(pred)
+            sources.append("predicted")
+        else:
+            labels.append(query_label(text, train.classes, num_classes, path))
+            sources.append("given")
+    return Queries(
+        [p for p, _ in parsed], x, torch.tensor(labels, dtype=torch.int64), sources, predicted.tolist(),
+        probs.max(1).values.tolist(),
+    )
+
+
+def run_audit(
+    model: nn.Module, train: TrainingSet, queries: Queries, num_classes: int, settings: AuditSettings,
+    work_dir: str | Path, log=print,
+) -> AuditResult:
+    """Fit EK-FAC factors on ``train``, score each query and its n_b transforms in ONE pass, apply the rule.
+
+    Args:
+        model: the audited model (takes [0, 1] images), in eval mode.
+        train: its training set; queries: the suspicious images and their labels.
+        num_classes: the model's outputs (random transform labels are drawn among them).
+        settings: n_b, τ, k, seed, device, batch sizes.
+        work_dir: an existing directory for the factors' temporary files (removed afterwards).
+        log: called with progress lines.
+
+    Raises:
+        FloatingPointError: NaN/inf influence scores (never flags silently).
+    """
+    device = resolve_device(settings.device)
+    detector = get_detector("delta_influence", {"tau": settings.tau, "k": settings.k})
+    data = TensorDataset01(train.x, train.y)
+    seconds: dict[str, float] = {}
+    agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
+    log(f"the model classifies {100 * agreement:.1f} % of the {len(train.y)} training images as labelled")
+    start = time.perf_counter()
+    factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples)
+    scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:
+        log(f"fitting EK-FAC factors on {len(train.y)} training images ({device}) ...")
+        fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed)
+        seconds["factors"] = time.perf_counter() - start
+        probes = build_probe_set(queries.x, queries.labels, num_classes, settings.n_b, settings.seed, ("both",))
+        log(f"scoring {len(probes.labels)} queries ({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
+        scores = score_queries(
+            model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device
+        )
+        seconds["scores"] = time.perf_counter() - start - seconds["factors"]
+    cols = torch.cat([probes.base_rows[:, None], probes.probe_rows["both"]], dim=1)
+    per_image = scores[cols].contiguous()  # (q, 1 + n_b, N), the layout the detectors read
+    flagged = detector.detect(DetectorInputs(scores={"both": {"scores": per_image, "labels": probes.labels[cols]}}))
+    collapse = ((per_image[:, 1:] - per_image[:, :1]) < settings.tau).sum(dim=1)
+    alone = [int((c >= settings.n_b - settings.k).sum()) for c in collapse]
+    seconds["total"] = time.perf_counter() - start
+    return AuditResult(
+        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds
+    )
+

@@ -1,0 +1,53 @@
+"""Δ-Influence with a threshold set from control queries instead of ground truth.
+
+The paper fixes τ = 0, k = 1 (and tuned them on ground truth). Here τ comes from the data: the same probes
+are scored for ``queries.controls`` clean test images the model gets right (:mod:`unpoison.controls`), and τ̃
+is the ``alpha``-quantile of the normalised Δ-Influence statistic over every (control, training point) pair —
+the rule would flag a fraction ``alpha`` of training points for a clean query. A training point is flagged
+for the affected query when its statistic is below τ̃ (intersected over several affected points, as the
+paper's detector). ``alpha`` is a false-positive rate on clean queries, set a priori (default 1 %), never
+tuned on results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unpoison.controls import control_threshold, normalised_margin
+from unpoison.detectors.base import (
+    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+)
+from unpoison.params import ParamError, require
+
+
+@register_detector("delta_influence_controls")
+class ControlCalibratedDeltaInfluence(Detector):
+    """Δ-Influence (random label + augmentation probes) with τ set from control queries at level ``alpha``."""
+
+    probe = "both"
+    control_probe = "both"
+
+    def __init__(self, alpha: float = 0.01, k: int = 1, n_points: int | None = None) -> None:
+        super().__init__(alpha=alpha, k=k, n_points=n_points)
+        require(0 < alpha < 1, "alpha", alpha, "in (0, 1): the fraction of training points flagged for a clean query")
+        require(k >= 0, "k", k, "≥ 0 (and < influence.n_b)")
+        check_n_points(n_points)
+        self.threshold: float | None = None  # τ̃ of the last detect() call
+
+    def check(self, n_b: int) -> None:
+        k = self.params["k"]
+        if not 0 <= k < n_b:
+            raise ParamError(f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
+
+    def detect(self, inputs: DetectorInputs) -> np.ndarray:
+        key = f"controls_{self.control_probe}"
+        if key not in inputs.scores:
+            raise ValueError(f"{self.name} needs the control queries' scores ({key}); none were given")
+        scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
+        controls = inputs.scores[key]["scores"]
+        k = self.params["k"]
+        self.check(scores.shape[1] - 1)
+        if controls.shape[1:] != scores.shape[1:]:
+            raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
+        self.threshold = control_threshold(controls, k, self.params["alpha"])
+        return intersect_over_points(normalised_margin(scores, k) < self.threshold)

@@ -1,0 +1,309 @@
+"""The paper's tables (Tables 1–5) from the tidy CSVs of whatever grid ran.
+
+Pure functions over DataFrames. Every table is built twice: a long, machine-readable frame (one row per
+table row × dataset × attack, with means, stds, seed count and the printed ``cell``) and a Markdown pivot
+of it (rows × dataset/attack columns). A cell that cannot be filled says why in its text ("not run (add
+`frequency` to detectors)", "n/a (attack failed: ...)", "missing: ..."), so every table always exists.
+
+Detectors are identified by the :class:`PaperGrid` mapping name → (method, points) that the workflow
+passes from the config, so named variants (``delta_influence_5pts: {method: delta_influence, n_points: 5}``)
+land in the right cell without any naming convention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+OK = "ok"  # the status of a metrics row whose run's attack took (tables may carry a ``status`` column)
+PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekfac", "delta_influence"]
+ABLATION = ["delta_influence", "label_only", "image_only"]
+POINTS = (1, 5, 10)
+LABELS = {
+    "spectral_signatures": "Spectral Signatures",
+    "activation_clustering": "Activation Clustering",
+    "frequency": "FreqDef",
+    "ekfac": "EK-FAC",
+    "delta_influence": "Δ-Influence",
+    "label_only": "label-only ablation",
+    "image_only": "image-only ablation",
+}
+DETECTION_METRICS = ["precision", "tpr", "n_flagged"]
+LONG_COLUMNS = ["detector", "method", "points", "dataset", "attack", "n_seeds", "precision_mean", "precision_std",
+                "tpr_mean", "tpr_std", "n_flagged_mean", "cell"]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A configured detector: its name, the registered method it runs, and how many affected test points it
+    intersects (None for detectors that read no test point)."""
+
+    name: str
+    method: str
+    points: int | None = None
+
+
+@dataclass(frozen=True)
+class PaperGrid:
+    """What was configured: the grid's datasets, attacks and seeds, detectors (in config order) and
+    unlearners (name → method), and the counterfactual's detectors."""
+
+    datasets: list[str]
+    attacks: list[str]
+    detectors: list[Detector]
+    unlearners: dict[str, str] = field(default_factory=dict)
+    counterfactual: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PaperGrid":
+        """From the workflow's ``params.grid``: ``detectors`` maps name → {method, points} (or a (method, points)
+        pair), ``unlearners`` name → method."""
+        dets = []
+        for name, spec in d.get("detectors", {}).items():
+            method, points = (spec["method"], spec.get("points")) if isinstance(spec, Mapping) else spec
+            dets.append(Detector(name, method, None if points is None else int(points)))
+        return cls(list(d.get("datasets", [])), list(d.get("attacks", [])), dets, dict(d.get("unlearners", {})),
+                   list(d.get("counterfactual", [])), [int(s) for s in d.get("seeds", [])])
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        """(dataset, attack) pairs: the tables' columns."""
+        return [(ds, a) for ds in self.datasets for a in self.attacks]
+
+    def detector(self, name: str) -> Detector | None:
+        return next((d for d in self.detectors if d.name == name), None)
+
+    def with_method(self, method: str) -> list[Detector]:
+        """The configured detectors running ``method``: the one named like it first, then by points and config order."""
+        found = [d for d in self.detectors if d.method == method]
+        return sorted(found, key=lambda d: (d.name != method, d.points if d.points is not None else math.inf))
+
+    def ordered(self) -> list[Detector]:
+        """The configured detectors in the paper's order (:data:`PAPER_ORDER`), then the others in config order."""
+        first = [d for name in PAPER_ORDER for d in self.detectors if d.name == name]
+        return first + [d for d in self.detectors if d.name not in PAPER_ORDER]
+
+    def pick(self, method: str) -> Detector | None:
+        """The detector named ``method``, else the first variant running it, else None."""
+        found = self.with_method(method)
+        return found[0] if found else None
+
+    def unlearner_for(self, method: str) -> str | None:
+        """The unlearner named ``method``, else the first configured one running it, else None."""
+        if self.unlearners.get(method) == method:
+            return method
+        return next((n for n, m in self.unlearners.items() if m == method), None)
+
+
+def label(det: Detector) -> str:
+    """A detector's printed name: the paper's for a registered method under its own name; a named variant
+    shows its config name after its method's (``Δ-Influence: delta_influence_5pts``)."""
+    if det.name == det.method:
+        return LABELS.get(det.name, det.name)
+    return f"{LABELS[det.method]}: {det.name}" if det.method in LABELS else det.name
+
+
+def seed_word(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
+def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± std`` (percent by default)."""
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def _status_ok(df: pd.DataFrame) -> pd.Series:
+    if "status" not in df.columns:
+        return pd.Series(True, index=df.index)
+    return df["status"].isna() | (df["status"].astype(str) == OK)
+
+
+def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
+    """Mean and std (ddof=0, as the tidy summaries) over seeds of ``rows`` whose ``status`` (if any) is ok.
+
+    Returns a dict with ``n_seeds`` (rows averaged), ``<m>_mean``/``<m>_std`` per metric and ``note``: None,
+    or why the group has no usable row or which seeds were left out (an attack that failed on them).
+    """
+    metrics = list(metrics)
+    ok = rows[_status_ok(rows)]
+    out: dict[str, Any] = {"n_seeds": len(ok), "note": None}
+    for m in metrics:
+        vals = pd.to_numeric(ok[m], errors="coerce") if m in ok.columns else pd.Series(dtype=float)
+        out[f"{m}_mean"] = float(vals.mean()) if vals.notna().any() else math.nan
+        out[f"{m}_std"] = float(vals.std(ddof=0)) if vals.notna().any() else math.nan
+    failed = rows[~_status_ok(rows)]
+    if len(rows) == 0:
+        out["note"] = "missing: no rows"
+    elif len(ok) == 0:
+        out["note"] = str(failed["status"].iloc[0])
+    elif len(failed):
+        out["note"] = f"{len(failed)} of {len(rows)} seeds n/a ({failed['status'].iloc[0]})"
+    return out
+
+
+def _not_run_detector(method: str, points: int | None = None) -> str:
+    if points is None:
+        return f"not run (add `{method}` to detectors)"
+    return (f"not run (add a `{method}` detector with n_points: {points} to detectors, e.g. "
+            f"`{method}_{points}pts` of experiments/points.yaml)")
+
+
+def detection_cell(agg: Mapping[str, Any]) -> str:
+    """``prec ± std / TPR ± std (n seeds)`` in percent, or the reason there is no number."""
+    if agg["n_seeds"] == 0 or math.isnan(agg["precision_mean"]):
+        return agg["note"] or "missing"
+    cell = f"{pm(agg['precision_mean'], agg['precision_std'])} / {pm(agg['tpr_mean'], agg['tpr_std'])} ({seed_word(agg['n_seeds'])})"
+    return f"{cell}; {agg['note']}" if agg["note"] else cell
+
+
+def _detection_rows(detection: pd.DataFrame, grid: PaperGrid, rows: list[tuple[Detector, str | None]]) -> pd.DataFrame:
+    """The long table of ``rows`` (detector, reason it was not run or None) × the grid's columns."""
+    out = []
+    for det, reason in rows:
+        for ds, att in grid.columns:
+            rec: dict[str, Any] = {"detector": det.name, "method": det.method, "points": det.points, "dataset": ds, "attack": att}
+            if reason is not None:
+                rec.update(n_seeds=0, cell=reason)
+            else:
+                sel = detection[(detection.dataset == ds) & (detection.attack == att) & (detection.detector == det.name)]
+                agg = aggregate(sel, DETECTION_METRICS)
+                if len(sel) == 0:
+                    agg["note"] = "missing: no rows in detection.csv (not run yet?)"
+                rec.update({k: v for k, v in agg.items() if k != "note"}, cell=detection_cell(agg))
+            out.append(rec)
+    df = pd.DataFrame(out).reindex(columns=LONG_COLUMNS)
+    df["points"] = df["points"].astype("Int64")
+    return df
+
+
+def table1(detection: pd.DataFrame, grid: PaperGrid) -> pd.DataFrame:
+    """Paper Table 1, precision / TPR: the paper's detectors in its order (a missing one says how to add it),
+    then every other configured detector (ablations, named variants, oracles) in config order."""
+    rows: list[tuple[Detector, str | None]] = []
+    for name in PAPER_ORDER:
+        det = grid.detector(name)
+        rows.append((det, None) if det else (Detector(name, name), _not_run_detector(name)))
+    rows += [(d, None) for d in grid.detectors if d.name not in PAPER_ORDER]
+    return _detection_rows(detection, grid, rows)
+
+
+def table2(detection: pd.DataFrame, grid: PaperGrid) -> pd.DataFrame:
+    """Paper Table 2, the ablation: every configured detector running delta_influence, label_only or image_only
+    (by method, fewest points first); a method not configured gets one row saying so."""
+    rows: list[tuple[Detector, str | None]] = []
+    for method in ABLATION:
+        found = grid.with_method(method)
+        rows += [(d, None) for d in found] if found else [(Detector(method, method), _not_run_detector(method))]
+    return _detection_rows(detection, grid, rows)
+
+
+def points_table(detection: pd.DataFrame, grid: PaperGrid, method: str) -> pd.DataFrame:
+    """Paper Tables 4 (``delta_influence``) and 5 (``ekfac``, "boosted"): the detectors running ``method`` by the
+    number of affected test points they intersect. The rows 1, 5 and 10 always exist (a missing one says how
+    to add it); other point counts that ran follow."""
+    found = [d for d in grid.with_method(method) if d.points is not None]
+    counts = sorted(set(POINTS) | {d.points for d in found})
+    rows: list[tuple[Detector, str | None]] = []
+    for n in counts:
+        at = [d for d in found if d.points == n]
+        rows += [(d, None) for d in at] if at else [(Detector(method, method, n), _not_run_detector(method, n))]
+    return _detection_rows(detection, grid, rows)
+
+
+CF_COLUMNS = ["detector", "removed", "dataset", "attack", "n_seeds", "n_removed_mean", "psr_mean", "psr_std",
+              "clean_acc_mean", "clean_acc_std", "cell"]
+REMOVED = {"detected": "detected poisons", "missed": "missed poisons"}
+
+
+def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame:
+    """Paper Table 3, the counterfactual: PSR and clean accuracy after retraining without the poisons a detector
+    found vs without those it missed, from ``results/tables/counterfactual.csv`` (None: not configured)."""
+    detectors = [d for d in grid.counterfactual if grid.detector(d)]
+    out = []
+    if not detectors:
+        unknown = [d for d in grid.counterfactual if not grid.detector(d)]
+        reason = (f"not run (`{'`, `'.join(unknown)}` in counterfactual: but not in detectors)" if unknown
+                  else "not run (add `delta_influence` to counterfactual:)")
+        detectors_reason = [(d, reason) for d in (unknown or ["delta_influence"])]
+    else:
+        detectors_reason = [(d, None) for d in detectors]
+    for det, reason in detectors_reason:
+        for removed in REMOVED:
+            for ds, att in grid.columns:
+                rec: dict[str, Any] = {"detector": det, "removed": removed, "dataset": ds, "attack": att, "n_seeds": 0}
+                sel = pd.DataFrame()
+                if reason is None and counterfactual is not None:
+                    sel = counterfactual[(counterfactual.dataset == ds) & (counterfactual.attack == att)
+                                         & (counterfactual.detector == det) & (counterfactual.removed == removed)]
+                if reason is not None:
+                    rec["cell"] = reason
+                elif counterfactual is None or len(sel) == 0:
+                    rec["cell"] = "missing: no rows in counterfactual.csv (not run yet?)"
+                else:
+                    r = sel.iloc[0]
+                    status = str(r.get("status", OK)) if "status" in sel.columns and pd.notna(r.get("status")) else OK
+                    rec.update({c: r[c] for c in CF_COLUMNS if c in sel.columns and c not in rec})
+                    if status != OK and (pd.isna(r.get("psr_mean")) or int(r.get("n_seeds", 0)) == 0):
+                        rec["cell"] = status
+                    else:
+                        rec["cell"] = (f"PSR {pm(r.psr_mean, r.psr_std)} / acc {pm(r.clean_acc_mean, r.clean_acc_std)} "
+                                       f"({_count(r.n_removed_mean)} removed, {seed_word(int(r.n_seeds))})")
+                out.append(rec)
+    return pd.DataFrame(out).reindex(columns=CF_COLUMNS)
+
+
+def _count(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+def markdown(long: pd.DataFrame, row_keys: list[str], title: str, headers: Mapping[str, str] | None = None,
+             legend: str = "") -> str:
+    """A long table as Markdown: one line per distinct ``row_keys`` (in first-seen order), one column per
+    (dataset, attack) holding ``cell``. ``headers`` renames the row-key columns; ``detector`` values that are
+    registered methods print with the paper's names."""
+    headers = dict(headers or {})
+    cols = list(dict.fromkeys(zip(long.dataset, long.attack)))
+    names = [headers.get(k, k) for k in row_keys] + [f"{d} / {a}" for d, a in cols]
+    lines = [f"**{title}**", ""] + ([legend, ""] if legend else [])
+    lines += ["| " + " | ".join(names) + " |", "|" + "---|" * len(row_keys) + "---:|" * len(cols)]
+    cells = {(tuple(r[k] for k in row_keys), (r["dataset"], r["attack"])): r["cell"] for _, r in long.iterrows()}
+    for key in dict.fromkeys(tuple(r[k] for k in row_keys) for _, r in long.iterrows()):
+        shown = [_show(k, v, long) for k, v in zip(row_keys, key)]
+        lines.append("| " + " | ".join(shown + [str(cells.get((key, c), "missing")) for c in cols]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _show(key: str, value: Any, long: pd.DataFrame) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    if key == "detector" and "method" in long.columns:
+        method = long.loc[long.detector == value, "method"].iloc[0]
+        return label(Detector(str(value), str(method)))
+    if key == "removed":
+        return REMOVED.get(str(value), str(value))
+    return str(value)
+
+
+DETECTION_LEGEND = "Cells: precision % ± std / TPR % ± std over seeds (seed count)."
+
+
+def paper_tables(detection: pd.DataFrame, counterfactual: pd.DataFrame | None, grid: PaperGrid) -> dict[str, tuple[pd.DataFrame, str]]:
+    """All five tables: name → (long DataFrame for the CSV, Markdown)."""
+    t1 = table1(detection, grid)
+    t2 = table2(detection, grid)
+    t3 = table3(counterfactual, grid)
+    t4 = points_table(detection, grid, "delta_influence")
+    t5 = points_table(detection, grid, "ekfac")
+    pts = {"points": "test points"}
+    return {
+        "table1": (t1, markdown(t1, ["detector", "points"], "Table 1: detection precision / TPR", pts, DETECTION_LEGEND)),
+        "table2": (t2, markdown(t2, ["detector", "points"], "Table 2: ablation of Δ-Influence's transforms", pts, DETECTION_LEGEND)),
+        "table3": (t3, markdown(t3, ["detector", "removed"], "Table 3: counterfactual (exact unlearning without the detected vs the missed poisons)",
+                                {"removed": "retrained without"}, "Cells: PSR % ± std / clean accuracy % ± std (poisons removed, seed count).")),
+        "table4": (t4, markdown(t4, ["points", "detector"], "Table 4: Δ-Influence with 1, 5 and 10 affected test points", pts, DETECTION_LEGEND)),
+        "table5": (t5, markdown(t5, ["points", "detector"], "Table 5: EK-FAC (boosted) with 1, 5 and 10 affected test points", pts, DETECTION_LEGEND)),
+    }
