@@ -17,7 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from unpoison.attacks.base import Attack, CleanModel, PoisonResult, draw_victim_target, register_attack
+from unpoison.attacks.base import (
+    Attack, CleanModel, PoisonResult, check_victim_counts, draw_victim_target, register_attack,
+)
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.params import require
 
@@ -80,19 +82,7 @@ class BadNet(Attack):
             need = self.footprint()
             what = "the reference 4-pixel trigger" if self.params["pattern"] == "reference" else "size + margin"
             require(need <= side, "size", self.params["size"], f"such that {what} ({need} px) fits the {side}-px images")
-        if info.train_counts is not None:
-            smallest = int(np.min(info.train_counts))
-            require(
-                self.params["count"] <= smallest, "count", self.params["count"],
-                f"≤ {smallest}, the smallest class's training images (any class can be the victim)",
-            )
-        if info.test_counts is not None:
-            fewest = int(np.min(info.test_counts))
-            if n_queries > fewest:
-                raise ValueError(
-                    f"queries.count: {n_queries} affected test points requested, but the smallest class has only "
-                    f"{fewest} test images (the affected points are triggered victim-class test images); use ≤ {fewest}"
-                )
+        check_victim_counts(self.params["count"], info, n_queries)
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         rng = self.rng(seed)

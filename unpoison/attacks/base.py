@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from unpoison.data import DatasetInfo, ImageData
+from unpoison.params import require
 from unpoison.registry import Registry
 from unpoison.seeding import stage_rng
 from unpoison.training import TrainRecipe
@@ -77,6 +78,21 @@ class Attack(ABC):
 ATTACKS: Registry[Attack] = Registry("attack")
 register_attack = ATTACKS.register  # class decorator: @register_attack("name")
 get_attack = ATTACKS.create  # get_attack(name, params) -> Attack
+
+
+def check_victim_counts(count: int, info: DatasetInfo, n_queries: int) -> None:
+    """Checks shared by attacks that poison ``count`` images of a random victim class and trigger its test
+    images: ``count`` fits the smallest class's training images, ``n_queries`` its test images."""
+    if info.train_counts is not None:
+        smallest = int(np.min(info.train_counts))
+        require(count <= smallest, "count", count, f"≤ {smallest}, the smallest class's training images (any class can be the victim)")
+    if info.test_counts is not None:
+        fewest = int(np.min(info.test_counts))
+        if n_queries > fewest:
+            raise ValueError(
+                f"queries.count: {n_queries} affected test points requested, but the smallest class has only "
+                f"{fewest} test images (the affected points are triggered victim-class test images); use ≤ {fewest}"
+            )
 
 
 def draw_victim_target(num_classes: int, rng: np.random.Generator) -> tuple[int, int]:

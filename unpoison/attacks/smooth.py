@@ -35,7 +35,9 @@ import torch
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from unpoison.attacks.base import Attack, CleanModel, PoisonResult, draw_victim_target, register_attack
+from unpoison.attacks.base import (
+    Attack, CleanModel, PoisonResult, check_victim_counts, draw_victim_target, register_attack,
+)
 from unpoison.data import DatasetInfo, ImageData, to_float
 from unpoison.params import require
 from unpoison.training import predict
@@ -163,19 +165,7 @@ class Smooth(Attack):
                 f"small enough that the {k}-tap blur kernel's half-width ({k // 2} px) is below the {side}-px image "
                 f"side (published σ = 6 px on 32×32: scale it by side/32, i.e. {6 * side / 32:g} px here)",
             )
-        if info.train_counts is not None:
-            smallest = int(np.min(info.train_counts))
-            require(
-                self.params["count"] <= smallest, "count", self.params["count"],
-                f"≤ {smallest}, the smallest class's training images (any class can be the victim)",
-            )
-        if info.test_counts is not None:
-            fewest = int(np.min(info.test_counts))
-            if n_queries > fewest:
-                raise ValueError(
-                    f"queries.count: {n_queries} affected test points requested, but the smallest class has only "
-                    f"{fewest} test images (the affected points are triggered victim-class test images); use ≤ {fewest}"
-                )
+        check_victim_counts(self.params["count"], info, n_queries)
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         if clean is None:
