@@ -17,14 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from unpoison.io import atomic_path  # noqa: E402
+from unpoison.report.figures import _save  # noqa: E402  (one PNG writer for every figure)
 from unpoison.report.paper import PaperGrid, aggregate, label, seed_word  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: str) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
 
 
 def placeholder(out: str, title: str, message: str) -> None:
