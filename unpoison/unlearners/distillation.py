@@ -76,16 +76,21 @@ class SCRUB(Unlearner):
         gen = seeded_generator(stage_seed(inputs.seed, "unlearn/scrub"))
         T, a = p["temperature"], p["alpha"]
         budget = ComputeBudget()
+
+        def both(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """The student's logits (with gradients) and the frozen teacher's, under the recipe's autocast."""
+            with stepper.autocast():
+                out = student(x)
+                with torch.no_grad():
+                    return out, teacher(x)
+
         for epoch in range(p["epochs"]):
             student.train()
             max_loss = float("nan")
             if epoch < p["msteps"]:
                 for idx in index_batches(forget, p["forget_batch_size"], gen):
                     x, y = data.batch(idx)
-                    with stepper.autocast():
-                        out = student(x)
-                        with torch.no_grad():
-                            t_out = teacher(x)
+                    out, t_out = both(x)
                     kl = distillation_kl(out, t_out, T)
                     loss = -kl if p["forget_loss"] == "kl" else -(F.cross_entropy(out.float(), y) + a * kl)
                     max_loss = stepper.step(loss)
@@ -94,10 +99,7 @@ class SCRUB(Unlearner):
             total = 0.0
             for idx in index_batches(retain, p["batch_size"], gen):
                 x, y = data.batch(idx)
-                with stepper.autocast():
-                    out = student(x)
-                    with torch.no_grad():
-                        t_out = teacher(x)
+                out, t_out = both(x)
                 total += stepper.step(F.cross_entropy(out.float(), y) + a * distillation_kl(out, t_out, T)) * len(idx)
             budget.train += len(retain)
             budget.forward += len(retain)
