@@ -107,7 +107,10 @@ def score_settings():
 
 
 def counterfactual_detectors():
-    """The detectors of `counterfactual:` that are in this grid (the default lists delta_influence)."""
+    """The detectors of `counterfactual:` that are in this grid (the default lists delta_influence); none when no
+    attack of the grid affects test points (the counterfactual measures PSR)."""
+    if not any(ATTACKS[a].affects_test for a in config["attacks"]):
+        return []
     return [d for d in config.get("counterfactual", []) if d in config["detectors"]]
 
 
@@ -147,17 +150,47 @@ def trained_unlearners():
     return [u for u in config["unlearners"] if UNLEARNERS[unlearner_method(u)].produces_model]
 
 
+def unlearn_pairs():
+    """(detector, unlearner) pairs the grid unlearns: every detector × every trained unlearner, except that
+    `unlearn_on: {unlearner: [detectors]}` narrows an unlearner to those detectors."""
+    on = config.get("unlearn_on") or {}
+    return [(d, u) for u in trained_unlearners() for d in config["detectors"] if u not in on or d in on[u]]
+
+
+def unlearning_metrics(attacks=None, dataset=None):
+    """metrics/unlearning/{detector}/{unlearner}.json of every run (of ``attacks`` / ``dataset`` when given) and
+    every pair of :func:`unlearn_pairs`."""
+    return [
+        RUN.format(dataset=d, attack=a, seed=s) + f"/metrics/unlearning/{det}/{u}.json"
+        for d, a, s in runs()
+        if (attacks is None or a in attacks) and (dataset is None or d == dataset)
+        for det, u in unlearn_pairs()
+    ]
+
+
 def runs():
     """(dataset, attack, seed) of every model in the grid."""
     return [(d, a, s) for d in config["datasets"] for a in config["attacks"] for s in config["seeds"]]
 
 
-def run_paths(pattern, **extra):
-    """Expand a path under RUN for every run in the grid (and the given extra wildcard lists)."""
+def run_paths(pattern, attacks=None, **extra):
+    """Expand a path under RUN for every run in the grid (only those of ``attacks`` when given; and the given
+    extra wildcard lists)."""
     from snakemake.io import expand
 
     return [
         p
         for d, a, s in runs()
+        if attacks is None or a in attacks
         for p in expand(RUN.format(dataset=d, attack=a, seed=s) + "/" + pattern, **extra)
     ]
+
+
+def query_attacks():
+    """The grid's attacks that affect test points (a query, PSR, influence figures and the sweep apply)."""
+    return [a for a in config["attacks"] if ATTACKS[a].affects_test]
+
+
+def gus_attacks():
+    """The grid's attacks measured by the Gaussian Unlearning Score (they affect no test point)."""
+    return [a for a in config["attacks"] if not ATTACKS[a].affects_test]

@@ -2,10 +2,13 @@ def detect_inputs(wildcards):
     """What a detector reads, from its registry entry: a score file, the model, penultimate features, its
     own per-dataset model, the training set whenever it reads any of the last three, truth.json ONLY
     for a detector that declares `needs_truth` (the oracle); and the run's queries, which say whether the
-    attack took (if not, no detector runs: unpoison.status)."""
+    attack took (if not, no detector runs: unpoison.status). On an attack that affects no test point
+    (Gaussian poisoning) a query-based detector reads no scores (none are computed) and is not applicable."""
     det = DETECTORS[detector_method(wildcards.detector)]
     run = RUN.format(**wildcards)
     inputs = {"queries": f"{run}/queries.pt"}
+    if not ATTACKS[wildcards.attack].affects_test and (det.probe or det.control_probe):
+        return inputs
     if det.probe:
         inputs[f"scores_{det.probe}"] = f"{run}/scores/{det.probe}.pt"
     if det.control_probe:

@@ -18,6 +18,7 @@ rule evaluate_poisoned:
         clean=rules.prepare_dataset.output.clean,
         truth=rules.poison_dataset.output.truth,
         queries=rules.select_queries.output.queries,  # whether the attack took (the row's status)
+        poisoned=rules.poison_dataset.output.poisoned,  # the stored perturbations (Gaussian Unlearning Score)
     output:
         metrics=RUN + "/metrics/poisoned.json",
     params:
@@ -35,6 +36,7 @@ use rule evaluate_poisoned as evaluate_unlearned with:
         clean=rules.prepare_dataset.output.clean,
         truth=rules.poison_dataset.output.truth,
         queries=rules.select_queries.output.queries,
+        poisoned=rules.poison_dataset.output.poisoned,
     output:
         metrics=RUN + "/metrics/unlearning/{detector}/{unlearner}.json",
     log:
@@ -48,6 +50,7 @@ use rule evaluate_poisoned as evaluate_clean with:
         model=CLEAN_MODEL,
         clean=rules.prepare_dataset.output.clean,
         truth=rules.poison_dataset.output.truth,
+        poisoned=rules.poison_dataset.output.poisoned,
     output:
         metrics=RUN + "/metrics/clean_model.json",
     log:

@@ -24,7 +24,7 @@ def collapse_panels():
     """'dataset / attack' → the influence-collapse figure of Figure 2's panels (made when delta_influence runs)."""
     if "delta_influence" not in config["detectors"]:
         return {}
-    return {f"{d} / {a}": f"results/figures/{d}_{a}_influence_collapse.png" for d in config["datasets"] for a in config["attacks"]}
+    return {f"{d} / {a}": f"results/figures/{d}_{a}_influence_collapse.png" for d in config["datasets"] for a in query_attacks()}
 
 
 def _paper(name, ext="csv"):

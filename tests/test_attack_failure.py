@@ -1,7 +1,9 @@
-"""End to end: an attack that fails does not stop the grid. tiny.yaml + attack_failure.yaml runs BadNet and a
-smooth trigger too weak to take (two poisons, values ≤ 0.02) on one digits grid without --keep-going: the smooth
-run records "attack failed", its detection and unlearning rows are n/a with the reason, BadNet's run completes,
-and the clean model (train_clean) gives the reference row. One real run (~2 min on 2 idle cores) serves all."""
+"""End to end: an attack that fails, or that affects no test point, does not stop the grid. tiny.yaml +
+attack_failure.yaml runs BadNet, a smooth trigger too weak to take (two poisons, values ≤ 0.02) and Gaussian
+poisoning on one digits grid without --keep-going: the smooth run records "attack failed", its detection and
+unlearning rows are n/a with the reason, BadNet's run completes, the clean model (train_clean) gives the
+reference row, and the Gaussian run's query-based detector is n/a while the oracle's forget set is unlearned and
+scored. One real run (~2 min on 2 idle cores) serves all."""
 
 import json
 import re
@@ -16,7 +18,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "tests/configs/tiny.yaml", ROOT / "tests/configs/attack_failure.yaml"]
-SMOOTH, BADNET = Path("results/digits/smooth/s3"), Path("results/digits/badnet/s3")
+SMOOTH, BADNET, GAUSS = Path("results/digits/smooth/s3"), Path("results/digits/badnet/s3"), Path("results/digits/gaussian/s3")
 FAILED = "n/a (attack failed: only "
 
 
@@ -47,7 +49,7 @@ def test_the_failure_is_recorded_where_queries_are_chosen(run):
     for probe in ("base", "both"):
         scores = torch.load(run / SMOOTH / f"scores/{probe}.pt", weights_only=True)
         assert scores["attack_failed"] == q["attack_failed"] and scores["scores"].shape[0] == 0
-    for det in ("delta_influence", "ekfac"):
+    for det in ("delta_influence", "oracle_100"):
         assert np.load(run / SMOOTH / f"flagged/{det}.npy").size == 0
         meta = json.loads((run / SMOOTH / f"flagged/{det}.npy.meta.json").read_text())
         assert meta["not_applicable"].startswith(FAILED)
@@ -71,13 +73,37 @@ def test_detection_and_unlearning_rows_of_the_failed_run_are_not_applicable(run)
     assert set(pd.read_csv(run / "results/tables/sweep.csv").attack) == {"badnet"}  # the failed run has no scores
 
 
+def test_gaussian_run_has_no_query_and_scores_the_oracles_unlearning(run):
+    """No test point is affected: no influence scores are computed, Δ-Influence is n/a (not "attack failed"), the
+    oracle flags every noisy point, EU on them runs, and every model gets a Gaussian Unlearning Score."""
+    q = torch.load(run / GAUSS / "queries.pt", weights_only=True)
+    assert "attack_failed" not in q and q["no_query"] and len(q["x"]) == 0
+    assert not (run / GAUSS / "scores").exists() and not (run / GAUSS / "factors").exists()
+    meta = json.loads((run / GAUSS / "flagged/delta_influence.npy.meta.json").read_text())
+    assert meta["not_applicable"].startswith("n/a (no affected test point")
+    truth = json.loads((run / GAUSS / "truth.json").read_text())
+    assert np.array_equal(np.load(run / GAUSS / "flagged/oracle_100.npy"), truth["poison_indices"])
+    det = pd.read_csv(run / "results/tables/detection.csv").set_index(["attack", "detector"])
+    assert det.loc[("gaussian", "oracle_100"), "tpr"] == 1.0 and np.isnan(det.loc[("gaussian", "delta_influence"), "tpr"])
+    gus = pd.read_csv(run / "results/tables/gus.csv").set_index(["detector", "unlearner"])
+    assert set(gus.index) >= {("—", "poisoned model"), ("oracle_100", "eu"), ("delta_influence", "eu")}
+    assert gus.loc[("delta_influence", "eu"), "status"].startswith("n/a (no affected test point")
+    for key in (("—", "poisoned model"), ("oracle_100", "eu")):
+        row = gus.loc[key]
+        assert row.status == "ok" and row.gus_n_points == 30 and np.isfinite(row.gus_mean) and 0 <= row.gus_auc <= 1
+        assert abs(row.gus_null_mean) < 0.3 and 0.7 < row.gus_null_std < 1.3  # 3,000 null draws: calibrated
+    assert "| oracle_100 | eu |" in (run / "results/tables/gus.md").read_text()
+    assert (run / "results/figures/digits_gaussian_gus.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (run / "results/figures/digits_gaussian_influence_collapse.png").exists()
+
+
 def test_summary_has_the_attack_success_column_and_the_reference_rows(run):
     summary = pd.read_csv(run / "results/tables/summary.csv")
-    defence = summary[summary.detector != "—"]
+    defence = summary[(summary.detector != "—") & (summary.attack != "gaussian")]
     assert (defence[defence.attack == "smooth"].attack_success == 0).all()
     assert (defence[defence.attack == "badnet"].attack_success == 1).all()
     assert defence[defence.attack == "smooth"].status.str.startswith(FAILED).all()
-    ref = summary[summary.detector == "—"].set_index(["attack", "unlearner"])
+    ref = summary[(summary.detector == "—") & (summary.attack != "gaussian")].set_index(["attack", "unlearner"])
     assert set(ref.index) == {(a, m) for a in ("badnet", "smooth") for m in ("clean model", "poisoned model")}
     assert ref.loc[("smooth", "poisoned model"), "attack_success"] == 0 and ref.loc[("badnet", "poisoned model"), "attack_success"] == 1
     assert ref.loc[("badnet", "clean model"), "clean_acc_mean"] > 0.9  # the clean model is a working classifier
@@ -110,6 +136,6 @@ def test_changing_a_detector_setting_reruns_neither_the_clean_model_nor_poisonin
                      "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
-    assert jobs.get("detect") == 2  # delta_influence of both runs
+    assert jobs.get("detect") == 3  # delta_influence of the three runs
     for rule in ("train_clean", "poison_dataset", "poison_dataset_smooth", "train_model", "evaluate_clean", "select_queries"):
         assert rule not in jobs, jobs

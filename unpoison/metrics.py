@@ -28,15 +28,19 @@ def detection_metrics(flagged: np.ndarray, poison_indices: list[int] | np.ndarra
 
 
 def model_metrics(
-    model: nn.Module, data: ImageData, attack: Attack, truth: dict[str, Any], device: torch.device, batch_size: int = 512
-) -> dict[str, float]:
-    """Clean test accuracy and poison success rate (PSR) of ``model``.
+    model: nn.Module, data: ImageData, attack: Attack, truth: dict[str, Any], device: torch.device, batch_size: int = 512,
+    x_poisoned: torch.Tensor | None = None, seed: int = 0,
+) -> dict[str, Any]:
+    """Clean test accuracy, poison success rate (PSR) and the attack's own metrics of ``model``.
 
     PSR: the fraction of the attack's affected test inputs (e.g. triggered victim-class images) that the
-    model assigns to the attacker's target label.
+    model assigns to the attacker's target label (NaN for an attack that affects no test point).
+    ``x_poisoned`` (the poisoned training images) and ``seed`` are passed to :meth:`Attack.extra_metrics`
+    (e.g. the Gaussian Unlearning Score).
     """
     x_aff, _, target = attack.affected_test(data, truth)
     return {
         "clean_acc": accuracy(model, data.x_test, data.y_test, device, batch_size),
         "psr": accuracy(model, x_aff, target, device, batch_size),
+        **attack.extra_metrics(model, data, x_poisoned, truth, device, seed, batch_size),
     }

@@ -36,9 +36,14 @@ def select_queries(
         {"x": uint8 images, "labels": the model's predictions (= target), "test_index": positions among
         the attack's affected test inputs}. When fewer than ``count`` affected inputs are classified as the
         target, the attack failed: the three tensors are empty and ``"attack_failed"`` holds the reason
-        (downstream stages then write "not applicable" results, see :mod:`unpoison.status`).
+        (downstream stages then write "not applicable" results, see :mod:`unpoison.status`). An attack that
+        affects no test point by design (``Attack.affects_test`` false) gets empty tensors and ``"no_query"``.
     """
     x_aff, _, target = attack.affected_test(data, truth)
+    if not attack.affects_test:
+        empty = torch.empty(0, dtype=torch.int64)
+        reason = f"{attack.name} affects no test point; query-based detectors do not apply"
+        return {"x": x_aff[:0].clone(), "labels": empty, "test_index": empty.clone(), "no_query": reason}
     pred = predict(model, x_aff, device, batch_size)
     hit = np.flatnonzero((pred == target).numpy())
     if len(hit) < count:

@@ -9,4 +9,5 @@ with logged(snakemake.log[0], snakemake.threads):
     evaluate_model(
         i.model, i.clean, i.truth, w.attack, p.attack, p.execution.device, ids, snakemake.output.metrics,
         batch_size=p.execution.settings["eval_batch_size"], queries=i.get("queries"), skip_if_failed="unlearner" in w.keys(),
+        poisoned=i.get("poisoned"),
     )

@@ -6,6 +6,6 @@ inputs it affects (for the poison success rate and for choosing the defender's q
 """
 
 from unpoison.attacks.base import ATTACKS, Attack, CleanModel, PoisonResult, get_attack, register_attack
-from unpoison.attacks import badnet, smooth, witches_brew  # noqa: F401  (register "badnet", "smooth", "witches_brew")
+from unpoison.attacks import badnet, gaussian, smooth, witches_brew  # noqa: F401  (register each attack)
 
 __all__ = ["ATTACKS", "Attack", "CleanModel", "PoisonResult", "get_attack", "register_attack"]

@@ -49,6 +49,11 @@ class Attack(ABC):
     # RUN/artifacts/<name>.npy and .png as outputs for them (known when the DAG is built). Artifacts returned
     # but not listed here are still saved as .npy beside them, untracked by Snakemake.
     artifact_names: ClassVar[tuple[str, ...]] = ()
+    # False for an attack that affects no test point by design (Gaussian poisoning): no query exists, PSR is
+    # undefined, and the attack is measured by ``extra_metrics`` instead (see unpoison.status).
+    affects_test: ClassVar[bool] = True
+    # True when ``extra_metrics`` needs the poisoned training images (the evaluator then loads them).
+    metrics_read_poisoned: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -65,6 +70,14 @@ class Attack(ABC):
     @abstractmethod
     def affected_test(self, data: ImageData, truth: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Test inputs the attack targets: (images uint8, their true labels, the attacker's target labels)."""
+
+    def extra_metrics(
+        self, model: nn.Module, data: ImageData, x_poisoned: torch.Tensor | None, truth: dict[str, Any],
+        device: torch.device, seed: int, batch_size: int = 512,
+    ) -> dict[str, Any]:
+        """Attack-specific metrics of a model (evaluation only), merged into its metrics row; none by default.
+        ``x_poisoned`` is the poisoned training set's images when the class sets ``metrics_read_poisoned``."""
+        return {}
 
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
         """Validate parameters against the dataset before any job runs (raise ValueError with the fix).

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
-from unpoison.status import OK, attack_failure, not_applicable  # noqa: E402
+from unpoison.status import OK, query_status  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: str) -> None:
@@ -69,8 +69,8 @@ def plot_collapse(
 def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
     """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
     payload = load_torch(scores)
-    if attack_failure(payload):
-        _placeholder(out, title, f"no affected test point: {not_applicable(attack_failure(payload))}")
+    if query_status(payload):
+        _placeholder(out, title, f"no affected test point: {query_status(payload)}")
         return
     s = payload["scores"][0]  # (1 + n_b, N) for the first test point
     delta = (s[1:] - s[:1]).numpy()  # n_b × N

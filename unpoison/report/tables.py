@@ -16,7 +16,7 @@ import pandas as pd
 
 from unpoison.io import atomic_path, load_json, meta_path, save_json
 from unpoison.provenance import provenance, provenance_line
-from unpoison.status import OK  # a row whose run's attack took; otherwise "n/a (attack failed: <reason>)"
+from unpoison.status import NO_QUERY_PREFIX, OK  # OK: a row whose run's attack took; else "n/a (...)" with the reason
 
 DETECTION_COLUMNS = ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr", "precision",
                      "uses_truth", "status"]
@@ -87,7 +87,7 @@ def _group_status(status: pd.Series) -> str:
     failed = status[status != OK]
     if failed.empty:
         return OK
-    if len(failed) == len(status):
+    if len(failed) == len(status) or failed.iloc[0].startswith(NO_QUERY_PREFIX):
         return str(failed.iloc[0])
     return f"attack failed on {len(failed)} of {len(status)} seeds ({failed.iloc[0]}): metrics over the others"
 
@@ -101,6 +101,7 @@ def _summarise(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.Data
     out = pd.DataFrame({"n_seeds": all_groups.size(), "status": all_groups["status"].agg(_group_status)})
     out["n_ok"] = ok.groupby(keys, sort=True).size().reindex(out.index).fillna(0).astype(int)
     out["attack_success"] = out.n_ok / out.n_seeds
+    out.loc[out.status.str.startswith(NO_QUERY_PREFIX), "attack_success"] = float("nan")  # no query by design
     out = out.join(stats)
     for m in metrics:
         for s in ("mean", "std"):

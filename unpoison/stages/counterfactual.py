@@ -19,7 +19,7 @@ from unpoison.metrics import model_metrics
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean, load_poisoned
-from unpoison.status import OK, read_attack_failure, status_of
+from unpoison.status import OK, read_query_status
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -37,11 +37,12 @@ def counterfactual(
     queries: str | None = None,
 ) -> None:
     """Retrain without the detected poisons and without the missed ones; write TPR, PSR and clean accuracy
-    (rows with NaN metrics and a ``status`` saying why, without retraining, when the run's attack failed)."""
-    failed = read_attack_failure(queries)
-    if failed:
+    (rows with NaN metrics and a ``status`` saying why, without retraining, when the run's attack failed or
+    affects no test point)."""
+    status = read_query_status(queries)
+    if status:
         nan = float("nan")
-        rows = [{**ids, "removed": r, "n_removed": nan, "tpr": nan, "clean_acc": nan, "psr": nan, "status": status_of(failed)}
+        rows = [{**ids, "removed": r, "n_removed": nan, "tpr": nan, "clean_acc": nan, "psr": nan, "status": status}
                 for r in ("detected", "missed")]
         save_json({"rows": rows}, out)
         return

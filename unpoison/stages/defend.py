@@ -13,7 +13,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, save_meta, save_npy
 from unpoison.models import load_checkpoint, save_checkpoint
 from unpoison.stages.data import load_poisoned
-from unpoison.status import not_applicable, read_attack_failure
+from unpoison.status import flags_status, no_query, no_query_status, not_applicable, read_attack_failure
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -32,7 +32,8 @@ def detect(
         model, poisoned, features, dataset_model: the trained model, the training set, its penultimate
             features, and the detector's own per-dataset model, when the detector reads them.
         queries: the run's queries; when they record that the attack failed, no detector runs and the flags
-            are empty, with ``not_applicable`` in the meta file.
+            are empty, with ``not_applicable`` in the meta file; when the attack affects no test point by design
+            (``no_query``), the same holds for detectors that read query scores, and the others run.
         truth: the ground truth (``truth.json``), given ONLY to detectors that declare ``needs_truth``
             (the oracle); refused for any other.
         seed: the run's seed (for detectors that draw at random).
@@ -40,11 +41,12 @@ def detect(
     det = get_detector(detector, params)
     if truth and not det.needs_truth:
         raise ValueError(f"detector {detector!r} does not declare needs_truth and must not read {truth}")
-    failed = read_attack_failure(queries)
-    if failed:
+    q = load_torch(queries) if queries else {}
+    failed, missing = read_attack_failure(queries), no_query(q)
+    if failed or (missing and (det.probe or det.control_probe)):
+        status = not_applicable(failed) if failed else no_query_status(missing)
         save_npy(np.empty(0, dtype=np.int64), out)
-        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=not_applicable(failed),
-                  uses_truth=det.needs_truth)
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
         return
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()}, seed=seed)
     if model:
@@ -71,14 +73,16 @@ def unlearn(
     The meta file records the unlearner's wall-clock ``seconds`` and the process's ``cpu_seconds`` (both
     around :meth:`Unlearner.unlearn` only: loading and saving are excluded), the forget-set size and the
     unlearner's report (``budget_epochs``: its compute in training epochs of the same model, and what the
-    method adds, e.g. Potion's search step). When the run's ``queries`` record that the attack failed, the
-    model is written unchanged with ``not_applicable`` in its meta.
+    method adds, e.g. Potion's search step). When the run's ``queries`` record that the attack failed, or the
+    flags are themselves not applicable (a query-based detector on an attack without a query), the model is
+    written unchanged with ``not_applicable`` in its meta.
     """
     net, spec = load_checkpoint(model)
     failed = read_attack_failure(queries)
-    if failed:
+    status = not_applicable(failed) if failed else flags_status(flagged)
+    if status:
         save_checkpoint(out, net, spec)
-        save_meta(out, unlearner=unlearner, params=params, seconds=0.0, n_forget=0, seed=seed, not_applicable=not_applicable(failed))
+        save_meta(out, unlearner=unlearner, params=params, seconds=0.0, n_forget=0, seed=seed, not_applicable=status)
         return
     x, y = load_poisoned(poisoned)
     forget = load_npy(flagged)

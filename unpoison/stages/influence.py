@@ -12,7 +12,7 @@ from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, f
 from unpoison.io import load_torch, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.stages.data import load_poisoned
-from unpoison.status import attack_failure
+from unpoison.status import query_keys
 
 
 def fit(model: str, poisoned: str, settings: dict[str, Any], seed: int, device: str, out_dir: str) -> None:
@@ -44,13 +44,13 @@ def score(
     """
     x, y = load_poisoned(poisoned)
     q = load_torch(queries)
-    failed = attack_failure(q)
-    if failed:  # no affected point to score: well-formed empty score files that say why
+    why = query_keys(q)
+    if why:  # no affected point to score (attack failed, or none by design): empty score files that say why
         for probe, path in outputs.items():
             cols = 1 if probe == "base" else 1 + n_b
-            payload = {"scores": torch.empty(0, cols, len(y)), "labels": torch.empty(0, cols, dtype=torch.int64), "attack_failed": failed}
+            payload = {"scores": torch.empty(0, cols, len(y)), "labels": torch.empty(0, cols, dtype=torch.int64), **why}
             save_torch({**payload, **({"augmentations": []} if probe != "base" else {})}, path)
-            save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, attack_failed=failed)
+            save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, **why)
         return
     net, spec = load_checkpoint(model)
     probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))

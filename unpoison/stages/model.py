@@ -69,4 +69,5 @@ def queries(
         batch_size,
     )
     save_torch(chosen, out)
-    save_meta(out, count=count, seed=seed, test_index=chosen["test_index"], attack_failed=chosen.get("attack_failed"))
+    save_meta(out, count=count, seed=seed, test_index=chosen["test_index"], attack_failed=chosen.get("attack_failed"),
+              no_query=chosen.get("no_query"))
