@@ -121,6 +121,10 @@ CONFIG_CASES = {
     "n_points > queries": ({"detector_settings": {"ekfac": {"n_points": 2}}}, "detector_settings.ekfac.n_points: 2 test points requested but queries.count = 1"),
     "sweep typo": ({"sweep": {"tau": [0.0]}}, "sweep: unknown key(s) ['tau']"),
     "sweep over more points than scored": ({"sweep": {"n_points": 3}}, "sweep.n_points: 3 exceeds queries.count = 1"),
+    "unlearn_on of an unknown unlearner": (
+        {"unlearn_on": {"scrubb": ["delta_influence"]}}, "unlearn_on: 'scrubb' is not a known unlearner"),
+    "unlearn_on with an unknown detector": (
+        {"unlearn_on": {"scrub": ["ekfak"]}}, "unlearn_on.scrub: 'ekfak' is not a known detector"),
     "counterfactual of an unknown detector": (
         {"counterfactual": ["delta_influense"]}, "counterfactual: 'delta_influense' is not a known detector"),
     # named variants of a registered method

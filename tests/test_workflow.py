@@ -252,6 +252,16 @@ def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
     assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
 
 
+def test_unlearn_on_narrows_an_unlearner_to_some_detectors(tmp_path):
+    """unlearn_on keeps a grid to the (detector, unlearner) pairs it reports: SCRUB on Δ-Influence only, EU on both."""
+    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]", "detectors=[delta_influence,ekfac]",
+                     "unlearners=[none,eu,scrub]", "unlearn_on={scrub: [delta_influence]}", "counterfactual=[]")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout)
+    assert jobs["unlearn"] == 2 * 3 and jobs["evaluate_unlearned"] == 2 * 3
+    assert "unlearned/ekfac/scrub" not in proc.stdout and "unlearned/delta_influence/scrub" in proc.stdout
+
+
 def test_control_queries_are_scored_in_the_same_pass_and_read_only_by_their_detector(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "1", "-p", "--config", "unlearners=[none]", "counterfactual=[]",
                      "detectors=[delta_influence,delta_influence_controls,ekfac]")

@@ -206,6 +206,12 @@ def validate_config(config: dict[str, Any], check_data: bool = True, schema: str
     for name in config.get("counterfactual", []):  # runs for those of them that are in the grid
         if name not in DETECTORS and "method" not in config["detector_settings"].get(name, {}):
             raise ConfigError(f"counterfactual: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant")
+    for unlearner, detectors in (config.get("unlearn_on") or {}).items():  # pairs outside the grid are dropped
+        if unlearner not in UNLEARNERS and "method" not in config["unlearner_settings"].get(unlearner, {}):
+            raise ConfigError(f"unlearn_on: {unlearner!r} is not a known unlearner; allowed: {sorted(UNLEARNERS)} or a named variant")
+        for name in detectors:
+            if name not in DETECTORS and "method" not in config["detector_settings"].get(name, {}):
+                raise ConfigError(f"unlearn_on.{unlearner}: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant")
     for name in config["datasets"]:
         _check_dataset(config, name, check_data)
 
