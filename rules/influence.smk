@@ -28,6 +28,7 @@ rule select_controls:
     input:
         clean=rules.prepare_dataset.output.clean,
         model=rules.train_model.output.model,
+        queries=rules.select_queries.output.queries,  # controls of the query's predicted class (never truth)
     output:
         controls=RUN + "/controls.pt",
     params:

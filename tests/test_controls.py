@@ -94,3 +94,36 @@ def test_larger_alpha_flags_a_superset_and_missing_controls_are_refused():
         get_detector("delta_influence_controls", {}).detect(DetectorInputs(scores={"both": {"scores": query}}))
     with pytest.raises(ValueError, match="alpha"):
         get_detector("delta_influence_controls", {"alpha": 1.5})
+
+
+def test_controls_of_the_querys_class_only():
+    data, model = _data(), BrightnessModel()
+    for label in (0, 1):
+        c = select_controls(model, data, 5, seed=5, device=torch.device("cpu"), label=label)
+        idx = c["test_index"].numpy()
+        assert (c["labels"] == label).all() and (data.y_test[idx] == label).all() and (idx >= 10).all()
+    n_right_1 = int(((data.y_test == 1) & (torch.arange(40) >= 10)).sum())
+    with pytest.raises(ValueError, match="as class 1"):
+        select_controls(model, data, n_right_1 + 1, seed=5, device=torch.device("cpu"), label=1)
+
+
+def test_contrast_drops_the_points_that_also_collapse_for_same_class_controls():
+    """Points 0–9 collapse for the suspicious query only (poisons); 10–39 collapse for it AND for most controls
+    (clean supporters of the class); the rest never collapse. The contrast keeps 0–9; max_controls loosens it."""
+    n, n_b, c = 200, 10, 6
+    def scores(collapsing: np.ndarray, q: int) -> torch.Tensor:
+        s = torch.ones(q, 1 + n_b, n)
+        s[:, 1:, collapsing] = -1.0  # Δ = −2 < 0 under every transform
+        return s
+    query = scores(np.arange(40), 1)
+    controls = scores(np.arange(10, 40), c)
+    controls[:2, 1:, 5] = -1.0  # poison 5 also collapses for two controls
+    inputs = DetectorInputs(scores={"both": {"scores": query}, "controls_both": {"scores": controls}})
+    plain = get_detector("delta_influence", {"tau": 0.0, "k": 1}).detect(inputs)
+    strict = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_controls": 0}).detect(inputs)
+    loose = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_controls": 2}).detect(inputs)
+    assert plain.tolist() == list(range(40))
+    assert strict.tolist() == [i for i in range(10) if i != 5]
+    assert loose.tolist() == list(range(10))
+    with pytest.raises(ValueError, match="controls_both"):
+        get_detector("delta_influence_contrast", {}).detect(DetectorInputs(scores={"both": {"scores": query}}))

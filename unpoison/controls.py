@@ -3,7 +3,8 @@ query, so that a detector can set its threshold from the data alone (no ground t
 
 A defender always has such images: their own held-out test set, of which the model classifies most
 correctly. Selection never reads ``truth.json``; it draws ``count`` correctly classified natural test images
-of any class from the run seed's ``controls`` stream.
+from the run seed's ``controls`` stream, of the class the model predicts for the defender's (first) query when
+one is given — the suspicious image's own predicted label, which the defender sees — else of any class.
 """
 
 from __future__ import annotations
@@ -18,23 +19,28 @@ from unpoison.training import predict
 
 
 def select_controls(
-    model: nn.Module, data: ImageData, count: int, seed: int, device: torch.device, batch_size: int = 512
+    model: nn.Module, data: ImageData, count: int, seed: int, device: torch.device, batch_size: int = 512,
+    label: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``count`` test images the model classifies correctly, drawn by ``seed``.
+    """``count`` test images the model classifies correctly (as ``label``, when given), drawn by ``seed``.
 
     Returns:
         {"x": uint8 images, "labels": the model's predictions (= their true labels), "test_index": their
         indices in the test set}.
 
     Raises:
-        ValueError: fewer than ``count`` test images are classified correctly.
+        ValueError: fewer than ``count`` such test images.
     """
     pred = predict(model, data.x_test, device, batch_size)
-    right = np.flatnonzero((pred == data.y_test).numpy())
+    right = (pred == data.y_test).numpy()
+    if label is not None:
+        right &= pred.numpy() == int(label)
+    right = np.flatnonzero(right)
     if len(right) < count:
+        which = f"correctly as class {label} (the query's predicted class)" if label is not None else "correctly"
         raise ValueError(
             f"queries.controls: {count} control queries requested but the model classifies only {len(right)} test "
-            "images correctly; lower queries.controls"
+            f"images {which}; lower queries.controls"
         )
     chosen = np.sort(stage_rng(seed, "controls").choice(right, size=count, replace=False))
     idx = torch.from_numpy(chosen)

@@ -13,7 +13,7 @@ from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_det
 from unpoison.detectors import delta_influence, ekfac  # noqa: F401  (register)
 from unpoison.detectors import activation_clustering, spectral_signatures  # noqa: F401  (register)
 from unpoison.detectors import frequency  # noqa: F401  (register)
-from unpoison.detectors import calibrated  # noqa: F401  (register)
+from unpoison.detectors import calibrated, contrast  # noqa: F401  (register)
 from unpoison.detectors import oracle  # noqa: F401  (register; reads truth.json, see its docstring)
 
 __all__ = ["DETECTORS", "Detector", "DetectorInputs", "get_detector", "register_detector"]

@@ -1,0 +1,56 @@
+"""Δ-Influence contrasted with control queries of the query's own predicted class: a ground-truth-free rule.
+
+Why the fixed τ = 0, k = 1 rule loses precision: for ANY correctly classified query, the clean training images
+of its class that support it lose their influence when the query's label is randomised, so they collapse too.
+For an affected query (predicted as the target class), these clean target-class supporters are Δ-Influence's
+false positives. The defender can see them without ground truth: score clean test images that the model
+classifies, correctly, as the same class as the suspicious query (:mod:`unpoison.controls`; they come from the
+same scoring pass), and keep only the points that collapse for the suspicious query but for at most
+``max_controls`` of the controls. Poisons support the suspicious query through its trigger, which clean
+target-class images do not carry, so they rarely collapse for the controls.
+
+τ and k stay the paper's; ``max_controls`` is chosen on unreported seeds (README, "A threshold without ground
+truth").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unpoison.detectors.base import (
+    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+)
+from unpoison.detectors.delta_influence import delta_flags
+from unpoison.params import ParamError, require
+
+
+@register_detector("delta_influence_contrast")
+class ContrastDeltaInfluence(Detector):
+    """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_controls`` same-class controls."""
+
+    probe = "both"
+    control_probe = "both"
+
+    def __init__(self, tau: float = 0.0, k: int = 1, max_controls: int = 0, n_points: int | None = None) -> None:
+        super().__init__(tau=tau, k=k, max_controls=max_controls, n_points=n_points)
+        require(k >= 0, "k", k, "≥ 0 (and < influence.n_b)")
+        require(max_controls >= 0, "max_controls", max_controls, "≥ 0 control queries a flagged point may also collapse for")
+        check_n_points(n_points)
+
+    def check(self, n_b: int) -> None:
+        if not 0 <= self.params["k"] < n_b:
+            raise ParamError(f"k: {self.params['k']} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
+
+    def detect(self, inputs: DetectorInputs) -> np.ndarray:
+        key = f"controls_{self.control_probe}"
+        if key not in inputs.scores:
+            raise ValueError(f"{self.name} needs the control queries' scores ({key}); none were given")
+        scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
+        controls = inputs.scores[key]["scores"]
+        self.check(scores.shape[1] - 1)
+        if controls.shape[1:] != scores.shape[1:]:
+            raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
+        tau, k = self.params["tau"], self.params["k"]
+        flagged = intersect_over_points(delta_flags(scores, tau, k))
+        control_hits = delta_flags(controls, tau, k).sum(dim=0).numpy()
+        return flagged[control_hits[flagged] <= self.params["max_controls"]]
