@@ -210,3 +210,25 @@ def test_the_detect_stage_refuses_truth_for_other_detectors(tmp_path):
         detect("ekfac", {"threshold": 0.0, "n_points": None}, str(tmp_path / "f.npy"), truth=str(truth), seed=0)
     detect("oracle", {"fraction": 0.5}, str(tmp_path / "o.npy"), truth=str(truth), seed=0)
     assert len(np.load(tmp_path / "o.npy")) == 2
+
+
+def test_a_detector_asking_for_more_points_than_the_attack_gives_is_not_applicable(tmp_path):
+    """Witches' Brew has one target image: a 5-point variant writes empty flags whose meta says why, and the
+    evaluation and unlearning stages read that status (unpoison.status.flags_status)."""
+    import json
+
+    from unpoison.io import save_torch
+    from unpoison.stages.defend import detect
+    from unpoison.status import flags_status
+
+    save_torch({"scores": torch.zeros(1, 7, 30), "labels": torch.zeros(1, 7, dtype=torch.int64)}, tmp_path / "both.pt")
+    save_torch({"x": torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "labels": torch.zeros(1, dtype=torch.int64),
+                "test_index": torch.zeros(1, dtype=torch.int64)}, tmp_path / "queries.pt")
+    out = tmp_path / "flagged.npy"
+    detect("delta_influence", {"tau": 0.0, "k": 1, "n_points": 5}, str(out), scores={"both": str(tmp_path / "both.pt")},
+           queries=str(tmp_path / "queries.pt"))
+    assert np.load(out).size == 0
+    assert flags_status(str(out)) == "n/a (n_points = 5, but the attack gives 1 affected test point(s))"
+    detect("delta_influence", {"tau": 0.0, "k": 1, "n_points": 1}, str(out), scores={"both": str(tmp_path / "both.pt")},
+           queries=str(tmp_path / "queries.pt"))
+    assert flags_status(str(out)) is None and "not_applicable" not in json.loads((tmp_path / "flagged.npy.meta.json").read_text())

@@ -13,6 +13,7 @@ from unpoison.attacks import ATTACKS, CleanModel, get_attack
 from unpoison.attacks import witches_brew as wb
 from unpoison.data import DatasetInfo, ImageData, to_float
 from unpoison.models import build_model
+from unpoison.queries import select_queries
 from unpoison.training import TrainRecipe, predict, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,12 +126,16 @@ def test_lr_milestones_are_the_references():
     assert wb.lr_milestones(250) == [93, 156, 218]
 
 
-def test_check_refuses_several_queries_and_a_budget_above_the_smallest_class():
+def test_several_queries_are_clipped_to_the_target_and_a_budget_above_the_smallest_class_is_refused(digits, tiny_trained):
     atk = get_attack("witches_brew", {"budget": 50})
-    assert type(atk).needs_clean_model
+    assert type(atk).needs_clean_model and type(atk).max_queries == 1
     info = DatasetInfo((1, 8, 8), np.array([40, 60]), np.array([9, 9]))
-    with pytest.raises(ValueError, match=r"queries.count: 5 .*ONE target"):
-        atk.check(DatasetInfo((1, 8, 8), np.array([90, 90]), None), 5)
+    atk.check(DatasetInfo((1, 8, 8), np.array([90, 90]), None), 5)  # queries.count 5: one query is chosen
+    model = tiny_trained[0]
+    pred = int(predict(model, digits.x_test[:1], torch.device("cpu"))[0])
+    truth = {"target_index": 0, "target_label": int(digits.y_test[0]), "adversarial_class": pred}
+    chosen = select_queries(model, digits, atk, truth, 5, 0, torch.device("cpu"))
+    assert len(chosen["x"]) == 1 and "attack_failed" not in chosen
     with pytest.raises(ValueError, match=r"budget: 50 .*≤ 40, the smallest class"):
         atk.check(info, 1)
     get_attack("witches_brew", {"budget": 40}).check(info, 1)

@@ -38,8 +38,11 @@ def select_queries(
         target, the attack failed: the three tensors are empty and ``"attack_failed"`` holds the reason
         (downstream stages then write "not applicable" results, see :mod:`unpoison.status`). An attack that
         affects no test point by design (``Attack.affects_test`` false) gets empty tensors and ``"no_query"``.
+        ``count`` is clipped to the attack's ``max_queries`` (Witches' Brew: its one target image).
     """
     x_aff, _, target = attack.affected_test(data, truth)
+    if attack.max_queries is not None:
+        count = min(count, attack.max_queries)
     if not attack.affects_test:
         empty = torch.empty(0, dtype=torch.int64)
         reason = f"{attack.name} affects no test point; query-based detectors do not apply"

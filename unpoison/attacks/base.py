@@ -54,6 +54,9 @@ class Attack(ABC):
     affects_test: ClassVar[bool] = True
     # True when ``extra_metrics`` needs the poisoned training images (the evaluator then loads them).
     metrics_read_poisoned: ClassVar[bool] = False
+    # At most this many affected test points exist (Witches' Brew: its one target image); queries.count is
+    # clipped to it, and a detector asking for more points (n_points) is recorded as not applicable.
+    max_queries: ClassVar[int | None] = None
 
     def __init__(self, **params: Any) -> None:
         self.params = params

@@ -172,6 +172,8 @@ class WitchesBrew(Attack):
     adversarial class), ``eps`` (/255), ``steps``, ``lr``, ``restarts``, ``batch_size``, ``augment``,
     ``ensemble``, ``target_quantile`` (see the module docstring)."""
 
+    max_queries = 1  # the one target test image: queries.count is clipped to 1 for this attack
+
     needs_clean_model = True
 
     def __init__(
@@ -200,10 +202,6 @@ class WitchesBrew(Attack):
         require(0 < target_quantile <= 1, "target_quantile", target_quantile, "in (0, 1] (1 = uniform target draw)")
 
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
-        if n_queries != 1:
-            raise ValueError(
-                f"queries.count: {n_queries} is not allowed with witches_brew: the attack has ONE target test image; use 1"
-            )
         if info is None or info.train_counts is None:
             return
         smallest = int(np.min(info.train_counts))

@@ -49,6 +49,12 @@ def detect(
         save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
         return
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()}, seed=seed)
+    wanted, scored = params.get("n_points"), min((len(s["scores"]) for p, s in inputs.scores.items() if not p.startswith("controls_")), default=None)
+    if wanted and scored is not None and wanted > scored:  # e.g. 5 points of an attack with one target image
+        status = f"n/a (n_points = {wanted}, but the attack gives {scored} affected test point(s))"
+        save_npy(np.empty(0, dtype=np.int64), out)
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
+        return
     if model:
         inputs.model, _ = load_checkpoint(model)
     if poisoned:
