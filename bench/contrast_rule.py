@@ -2,8 +2,8 @@
 
 For every run directory given (each with scores/both.pt, scores/controls_both.pt and truth.json, written by a
 grid that ran delta_influence_contrast), prints TPR / precision / flagged count of the paper's fixed rule and of
-the contrast rule at each max_controls, per seed and as mean ± std. Reads ground truth: this is evaluation, used
-to CHOOSE max_controls on selection seeds (100+) and to report it on others, never inside the detector.
+the contrast rule at each max_control_fraction, per seed and as mean ± std. Reads ground truth: this is evaluation, used
+to CHOOSE max_control_fraction on selection seeds (100+) and to report it on others, never inside the detector.
 
     python bench/contrast_rule.py results/digits/badnet/s100 results/digits/badnet/s101 ...
 """
@@ -20,7 +20,7 @@ import torch
 from unpoison.detectors import DetectorInputs, get_detector
 from unpoison.metrics import detection_metrics
 
-MAX_CONTROLS = (0, 1, 2, 3, 5, 10)
+FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def rows(run: Path) -> list[dict]:
@@ -29,9 +29,9 @@ def rows(run: Path) -> list[dict]:
     poisons = json.loads((run / "truth.json").read_text())["poison_indices"]
     inputs = DetectorInputs(scores={"both": both, "controls_both": controls})
     out = [{"rule": "tau=0,k=1", **detection_metrics(get_detector("delta_influence", {}).detect(inputs), poisons)}]
-    for m in MAX_CONTROLS:
-        flags = get_detector("delta_influence_contrast", {"max_controls": m}).detect(inputs)
-        out.append({"rule": f"contrast max_controls={m}", **detection_metrics(flags, poisons)})
+    for f in FRACTIONS:
+        flags = get_detector("delta_influence_contrast", {"max_control_fraction": f}).detect(inputs)
+        out.append({"rule": f"contrast max_control_fraction={f}", **detection_metrics(flags, poisons)})
     return out
 
 

@@ -108,8 +108,9 @@ def test_controls_of_the_querys_class_only():
 
 
 def test_contrast_drops_the_points_that_also_collapse_for_same_class_controls():
-    """Points 0–9 collapse for the suspicious query only (poisons); 10–39 collapse for it AND for most controls
-    (clean supporters of the class); the rest never collapse. The contrast keeps 0–9; max_controls loosens it."""
+    """Points 0–9 collapse for the suspicious query only (poisons); 10–39 collapse for it AND for every control
+    (clean supporters of the class); the rest never collapse. The contrast keeps 0–9; a larger
+    max_control_fraction keeps poison 5, which also collapses for two of the six controls."""
     n, n_b, c = 200, 10, 6
     def scores(collapsing: np.ndarray, q: int) -> torch.Tensor:
         s = torch.ones(q, 1 + n_b, n)
@@ -120,10 +121,12 @@ def test_contrast_drops_the_points_that_also_collapse_for_same_class_controls():
     controls[:2, 1:, 5] = -1.0  # poison 5 also collapses for two controls
     inputs = DetectorInputs(scores={"both": {"scores": query}, "controls_both": {"scores": controls}})
     plain = get_detector("delta_influence", {"tau": 0.0, "k": 1}).detect(inputs)
-    strict = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_controls": 0}).detect(inputs)
-    loose = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_controls": 2}).detect(inputs)
+    strict = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_control_fraction": 0.0}).detect(inputs)
+    loose = get_detector("delta_influence_contrast", {"tau": 0.0, "k": 1, "max_control_fraction": 2 / 6}).detect(inputs)
+    default = get_detector("delta_influence_contrast", {}).detect(inputs)
     assert plain.tolist() == list(range(40))
     assert strict.tolist() == [i for i in range(10) if i != 5]
     assert loose.tolist() == list(range(10))
+    assert default.tolist() == list(range(10))  # 0.9 of 6 controls: points collapsing for all 6 are dropped
     with pytest.raises(ValueError, match="controls_both"):
         get_detector("delta_influence_contrast", {}).detect(DetectorInputs(scores={"both": {"scores": query}}))

@@ -5,12 +5,14 @@ of its class that support it lose their influence when the query's label is rand
 For an affected query (predicted as the target class), these clean target-class supporters are Δ-Influence's
 false positives. The defender can see them without ground truth: score clean test images that the model
 classifies, correctly, as the same class as the suspicious query (:mod:`unpoison.controls`; they come from the
-same scoring pass), and keep only the points that collapse for the suspicious query but for at most
-``max_controls`` of the controls. Poisons support the suspicious query through its trigger, which clean
-target-class images do not carry, so they rarely collapse for the controls.
+same scoring pass), and drop the points that collapse for the suspicious query AND for more than a fraction
+``max_control_fraction`` of the controls. Poisons support the suspicious query through its trigger, which clean
+target-class images do not carry; they also carry the target label, so they do collapse for many controls, but
+rarely for all of them, while a clean class supporter collapses for every one.
 
-τ and k stay the paper's; ``max_controls`` is chosen on unreported seeds (README, "A threshold without ground
-truth").
+τ and k stay the paper's; ``max_control_fraction`` = 0.9 (a point may collapse for 9 of 10 controls) was chosen
+on the unreported seeds 100–102 as the value that keeps Δ-Influence's TPR (100 %) with the highest precision
+(56 % vs 38 %; README, "A threshold without ground truth").
 """
 
 from __future__ import annotations
@@ -26,15 +28,17 @@ from unpoison.params import ParamError, require
 
 @register_detector("delta_influence_contrast")
 class ContrastDeltaInfluence(Detector):
-    """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_controls`` same-class controls."""
+    """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_control_fraction`` of the
+    same-class controls."""
 
     probe = "both"
     control_probe = "both"
 
-    def __init__(self, tau: float = 0.0, k: int = 1, max_controls: int = 0, n_points: int | None = None) -> None:
-        super().__init__(tau=tau, k=k, max_controls=max_controls, n_points=n_points)
+    def __init__(self, tau: float = 0.0, k: int = 1, max_control_fraction: float = 0.9, n_points: int | None = None) -> None:
+        super().__init__(tau=tau, k=k, max_control_fraction=max_control_fraction, n_points=n_points)
         require(k >= 0, "k", k, "≥ 0 (and < influence.n_b)")
-        require(max_controls >= 0, "max_controls", max_controls, "≥ 0 control queries a flagged point may also collapse for")
+        require(0 <= max_control_fraction < 1, "max_control_fraction", max_control_fraction,
+                "in [0, 1): the share of control queries a flagged point may also collapse for (1 would drop nothing)")
         check_n_points(n_points)
 
     def check(self, n_b: int) -> None:
@@ -52,5 +56,5 @@ class ContrastDeltaInfluence(Detector):
             raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
         tau, k = self.params["tau"], self.params["k"]
         flagged = intersect_over_points(delta_flags(scores, tau, k))
-        control_hits = delta_flags(controls, tau, k).sum(dim=0).numpy()
-        return flagged[control_hits[flagged] <= self.params["max_controls"]]
+        control_share = delta_flags(controls, tau, k).double().mean(dim=0).numpy()
+        return flagged[control_share[flagged] <= self.params["max_control_fraction"] + 1e-9]
