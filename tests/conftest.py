@@ -68,3 +68,18 @@ def tiny_trained(digits):
     model = build_model("digits_cnn", 10, 1, {"width": 4})
     train_model(model, digits.x_train, digits.y_train, recipe, 0, torch.device("cpu"))
     return model.eval(), spec, recipe
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(session, config, items):
+    """Start the real SLURM cluster test's run in the background when its tests are selected and required, so
+    that it overlaps the rest of the suite (tests/test_slurm.py, BackgroundRun)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        start = getattr(module, "start_background_run", None)
+        if start and getattr(module, "REQUIRED", False) and "runs" in getattr(item, "fixturenames", ()):
+            import tempfile
+            from pathlib import Path
+
+            start(Path(tempfile.mkdtemp(prefix="unpoison-slurm-test-")))
+            return

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -132,54 +133,102 @@ def tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else f"({path} missing)"
 
 
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """The running test cluster: started here (and stopped by PID afterwards) unless already up."""
-    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        cannot_run("snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'")
-    already_running = cluster("status").returncode == 0
-    timings = {}
-    if not already_running:
+class BackgroundRun:
+    """Cluster start-up and the two tiny runs (through SLURM, and locally as the reference), in a thread.
+
+    The SLURM run mostly waits (job start-up, and the plugin's status polls, which back off by 10 s after every
+    check that finds no finished job), so conftest.py starts this thread as soon as the cluster tests are
+    collected and the rest of the suite runs meanwhile; the `runs` fixture joins it.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base, self.error, self.timings = base, None, {}
+        self.already_running = False
+        self.slurm_dir, self.local_dir = base / "slurm_run", base / "local_run"
+        self.thread = threading.Thread(target=self._run, name="slurm-test-run", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.error = self._start_cluster() or self._run_both()
+        except Exception as exc:  # noqa: BLE001 (reported by the fixture)
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _start_cluster(self) -> str | None:
+        if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+            return "snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'"
+        self.already_running = cluster("status").returncode == 0
+        if self.already_running:
+            return None
         if os.geteuid() != 0:
-            cannot_run(f"no test cluster running and not root: run 'sudo {SCRIPT} start' first (installs "
-                       "slurm-wlm and munge if missing, starts munged, slurmctld, slurmd as root)")
+            return (f"no test cluster running and not root: run 'sudo {SCRIPT} start' first (installs slurm-wlm "
+                    "and munge if missing, starts munged, slurmctld, slurmd as root)")
         t0 = time.monotonic()
         proc = cluster("start", timeout=900)
-        timings["cluster_start_s"] = time.monotonic() - t0
+        self.timings["cluster_start_s"] = time.monotonic() - t0
         if proc.returncode != 0:
             cluster("stop")
-            cannot_run(f"{SCRIPT} start failed:\n{proc.stdout}\n{proc.stderr}")
-    try:
-        yield timings
-    finally:
-        if not already_running:
+            return f"{SCRIPT} start failed:\n{proc.stdout}\n{proc.stderr}"
+        return None
+
+    def _run_both(self) -> str | None:
+        for d in (self.slurm_dir, self.local_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "SBATCH_PARTITION": PARTITION, "SBATCH_ACCOUNT": ACCOUNT}
+        t0 = time.monotonic()
+        with open(self.local_dir / "snakemake.out", "w") as local_out, open(self.slurm_dir / "snakemake.out", "w") as slurm_out:
+            local = subprocess.Popen(snakemake_cmd(self.local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT)
+            slurm = subprocess.Popen(snakemake_cmd(self.slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
+                                     stdout=slurm_out, stderr=subprocess.STDOUT, env=env)
+            try:
+                local_rc = local.wait(timeout=RUN_TIMEOUT)
+                slurm_rc = slurm.wait(timeout=max(60, RUN_TIMEOUT - (time.monotonic() - t0)))
+            finally:
+                for proc in (local, slurm):
+                    if proc.poll() is None:
+                        proc.kill()  # the cluster's jobs are cancelled when the cluster is stopped
+        self.timings["tiny_slurm_run_s"] = time.monotonic() - t0
+        if local_rc != 0:
+            return "local reference run failed:\n" + tail(self.local_dir / "snakemake.out")
+        if slurm_rc != 0:
+            return (tail(self.slurm_dir / "snakemake.out") + "\n--- slurmctld.log ---\n" + tail(STATE / "log/slurmctld.log"))
+        return None
+
+    def stop_cluster(self) -> None:
+        if not self.already_running and cluster("status").returncode == 0:
             proc = cluster("stop", timeout=120)
             assert proc.returncode == 0, proc.stderr
 
 
+_background: BackgroundRun | None = None
+
+
+def start_background_run(base: Path) -> None:
+    """Called by conftest.py when the cluster tests are selected and required: start the run now."""
+    global _background
+    if _background is None:
+        _background = BackgroundRun(base)
+        _background.thread.start()
+
+
 @pytest.fixture(scope="module")
-def runs(slurm_cluster, tmp_path_factory):
-    """The tiny config through profiles/slurm on the cluster and, concurrently, locally with --cores 2."""
-    slurm_dir, local_dir = tmp_path_factory.mktemp("slurm_run"), tmp_path_factory.mktemp("local_run")
-    env = {**os.environ, "SBATCH_PARTITION": PARTITION, "SBATCH_ACCOUNT": ACCOUNT}
-    t0 = time.monotonic()
-    with open(local_dir / "snakemake.out", "w") as local_out, open(slurm_dir / "snakemake.out", "w") as slurm_out:
-        # The SLURM run mostly waits (job start-up, status polls), so the reference run goes alongside it.
-        local = subprocess.Popen(snakemake_cmd(local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT)
-        slurm = subprocess.Popen(snakemake_cmd(slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
-                                 stdout=slurm_out, stderr=subprocess.STDOUT, env=env)
-        try:
-            local_rc = local.wait(timeout=RUN_TIMEOUT)
-            slurm_rc = slurm.wait(timeout=max(60, RUN_TIMEOUT - (time.monotonic() - t0)))
-        finally:
-            for proc in (local, slurm):
-                if proc.poll() is None:
-                    proc.kill()  # the cluster's jobs are cancelled when the fixture stops it
-    slurm_cluster["tiny_slurm_run_s"] = time.monotonic() - t0
-    assert local_rc == 0, tail(local_dir / "snakemake.out")
-    assert slurm_rc == 0, tail(slurm_dir / "snakemake.out") + "\n--- slurmctld.log ---\n" + tail(STATE / "log/slurmctld.log")
-    print(f"\nSLURM test timings: {slurm_cluster}")
-    return slurm_dir, local_dir
+def runs(tmp_path_factory):
+    """(slurm_dir, local_dir): the tiny config through profiles/slurm on the cluster and, concurrently, locally
+    with --cores 2 (started in the background at collection time; started here if it was not)."""
+    if _background is None:
+        start_background_run(tmp_path_factory.mktemp("slurm"))
+    bg = _background
+    try:
+        bg.thread.join(timeout=RUN_TIMEOUT + 1000)
+        if bg.thread.is_alive():
+            pytest.fail("the background SLURM test run did not finish in time", pytrace=False)
+        if bg.error:
+            if bg.error.startswith(("snakemake-executor-plugin-slurm is not", "no test cluster", str(SCRIPT))):
+                cannot_run(bg.error)
+            pytest.fail(bg.error, pytrace=False)
+        print(f"\nSLURM test timings: {bg.timings}")
+        yield bg.slurm_dir, bg.local_dir
+    finally:
+        bg.stop_cluster()
 
 
 def job_records(workdir: Path) -> dict[str, list[dict[str, str]]]:
