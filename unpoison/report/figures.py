@@ -19,12 +19,13 @@ def _save(fig: plt.Figure, path: str) -> None:
     plt.close(fig)
 
 
-def _placeholder(out: str, title: str, text: str) -> None:
-    """A figure that says why there is nothing to plot (e.g. the run's attack failed)."""
-    fig, ax = plt.subplots(figsize=(6, 2))
+def placeholder(out: str, title: str, message: str) -> None:
+    """A PNG that says why there is nothing to plot (the attack failed, a detector was not run, ...), so that the
+    figure file always exists."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.2))
     ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
-    fig.suptitle(title)
+    ax.text(0.5, 0.62, title, ha="center", va="center", fontsize=12, weight="bold", transform=ax.transAxes)
+    ax.text(0.5, 0.3, message, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
     _save(fig, out)
 
 
@@ -70,7 +71,7 @@ def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0,
     """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
     payload = load_torch(scores)
     if query_status(payload):
-        _placeholder(out, title, f"no affected test point: {query_status(payload)}")
+        placeholder(out, title, f"no affected test point: {query_status(payload)}")
         return
     s = payload["scores"][0]  # (1 + n_b, N) for the first test point
     delta = (s[1:] - s[:1]).numpy()  # n_b × N
@@ -105,7 +106,7 @@ def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None
     """Precision against TPR over the Δ-Influence τ × k grid (one line per k) and the EK-FAC thresholds,
     means over seeds: the threshold question as a curve, not a picked point."""
     if sweep.empty:
-        _placeholder(out, title, "no run with a successful attack: nothing to sweep")
+        placeholder(out, title, "no run with a successful attack: nothing to sweep")
         return
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     di = sweep[sweep.detector == "delta_influence"]

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import load_json  # noqa: E402
-from unpoison.report.figures import _placeholder, _save  # noqa: E402
+from unpoison.report.figures import _save, placeholder  # noqa: E402
 from unpoison.status import OK  # noqa: E402
 
 GUS_METRICS = ["gus_mean", "gus_tpr_at_1fpr", "gus_auc", "clean_acc", "seconds"]
@@ -84,7 +84,7 @@ def plot_gus(rows: pd.DataFrame, out: str, title: str = "") -> None:
     sits below the band."""
     rows = rows[(rows.status == OK) & (rows.gus_values.map(len) > 0)]
     if rows.empty:
-        _placeholder(out, title, "no model with a Gaussian Unlearning Score in this grid")
+        placeholder(out, title, "no model with a Gaussian Unlearning Score in this grid")
         return
     groups = list(rows.groupby(["detector", "unlearner"], sort=False))
     groups.sort(key=lambda kv: (kv[0][1] != POISONED[1], kv[0]))

@@ -17,17 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from unpoison.report.figures import _save  # noqa: E402  (one PNG writer for every figure)
+from unpoison.report.figures import _save, placeholder  # noqa: E402  (one PNG writer for every figure)
 from unpoison.report.paper import PaperGrid, aggregate, label, seed_word  # noqa: E402
-
-
-def placeholder(out: str, title: str, message: str) -> None:
-    """A PNG that says what is missing (so the figure file always exists)."""
-    fig, ax = plt.subplots(figsize=(6.5, 2.2))
-    ax.axis("off")
-    ax.text(0.5, 0.62, title, ha="center", va="center", fontsize=12, weight="bold", transform=ax.transAxes)
-    ax.text(0.5, 0.3, message, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
-    _save(fig, out)
 
 
 def assemble(panels: Mapping[str, str | None], out: str, title: str, missing: str = "not available") -> None:
