@@ -13,7 +13,7 @@ from unpoison.device import resolve_device
 from unpoison.io import load_json, load_npy, load_torch, save_meta, save_npy
 from unpoison.models import load_checkpoint, save_checkpoint
 from unpoison.stages.data import load_poisoned
-from unpoison.status import flags_status, no_query, no_query_status, not_applicable, read_attack_failure
+from unpoison.status import attack_failure, flags_status, no_query, no_query_status, not_applicable, read_attack_failure
 from unpoison.training import TrainRecipe
 from unpoison.unlearners import UnlearnInputs, get_unlearner
 
@@ -42,7 +42,7 @@ def detect(
     if truth and not det.needs_truth:
         raise ValueError(f"detector {detector!r} does not declare needs_truth and must not read {truth}")
     q = load_torch(queries) if queries else {}
-    failed, missing = read_attack_failure(queries), no_query(q)
+    failed, missing = attack_failure(q), no_query(q)
     if failed or (missing and (det.probe or det.control_probe)):
         status = not_applicable(failed) if failed else no_query_status(missing)
         save_npy(np.empty(0, dtype=np.int64), out)
