@@ -141,7 +141,7 @@ def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
     elif len(ok) == 0:
         out["note"] = str(failed["status"].iloc[0])
     elif len(failed):
-        out["note"] = f"{len(failed)} of {len(rows)} seeds n/a ({failed['status'].iloc[0]})"
+        out["note"] = f"{len(failed)} of {len(rows)} seeds {failed['status'].iloc[0]}"  # the status says "n/a (why)"
     return out
 
 
