@@ -79,6 +79,19 @@ def intersect_over_points(flags: torch.Tensor) -> np.ndarray:
     return torch.nonzero(flags.all(dim=0)).flatten().numpy().astype(np.int64)
 
 
+def query_and_control_scores(det: "Detector", inputs: "DetectorInputs") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_points`` query score tensors of ``det.probe`` and the control queries' of
+    ``det.control_probe`` (both (q, 1 + n_b, N)); raises when the controls are missing or do not match."""
+    key = f"controls_{det.control_probe}"
+    if key not in inputs.scores:
+        raise ValueError(f"{det.name} needs the control queries' scores ({key}); none were given")
+    scores = select_points(inputs.scores[det.probe]["scores"], det.params["n_points"])
+    controls = inputs.scores[key]["scores"]
+    if controls.shape[1:] != scores.shape[1:]:
+        raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
+    return scores, controls
+
+
 def check_n_points(n_points: int | None) -> None:
     """``n_points`` (how many affected test points a detector intersects) is null (all) or ≥ 1."""
     require(n_points is None or n_points >= 1, "n_points", n_points, "null (every scored test point) or ≥ 1")

@@ -15,7 +15,7 @@ import numpy as np
 
 from unpoison.controls import control_threshold, normalised_margin
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+    Detector, DetectorInputs, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
 )
 from unpoison.params import ParamError, require
 
@@ -40,14 +40,8 @@ class ControlCalibratedDeltaInfluence(Detector):
             raise ParamError(f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
-        key = f"controls_{self.control_probe}"
-        if key not in inputs.scores:
-            raise ValueError(f"{self.name} needs the control queries' scores ({key}); none were given")
-        scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
-        controls = inputs.scores[key]["scores"]
+        scores, controls = query_and_control_scores(self, inputs)
         k = self.params["k"]
         self.check(scores.shape[1] - 1)
-        if controls.shape[1:] != scores.shape[1:]:
-            raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
         self.threshold = control_threshold(controls, k, self.params["alpha"])
         return intersect_over_points(normalised_margin(scores, k) < self.threshold)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+    Detector, DetectorInputs, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
 )
 from unpoison.detectors.delta_influence import delta_flags
 from unpoison.params import ParamError, require
@@ -46,14 +46,8 @@ class ContrastDeltaInfluence(Detector):
             raise ParamError(f"k: {self.params['k']} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
-        key = f"controls_{self.control_probe}"
-        if key not in inputs.scores:
-            raise ValueError(f"{self.name} needs the control queries' scores ({key}); none were given")
-        scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
-        controls = inputs.scores[key]["scores"]
+        scores, controls = query_and_control_scores(self, inputs)
         self.check(scores.shape[1] - 1)
-        if controls.shape[1:] != scores.shape[1:]:
-            raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
         tau, k = self.params["tau"], self.params["k"]
         flagged = intersect_over_points(delta_flags(scores, tau, k))
         control_share = delta_flags(controls, tau, k).double().mean(dim=0).numpy()
