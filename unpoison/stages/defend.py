@@ -41,20 +41,18 @@ def detect(
     det = get_detector(detector, params)
     if truth and not det.needs_truth:
         raise ValueError(f"detector {detector!r} does not declare needs_truth and must not read {truth}")
+    def not_applicable_flags(status: str) -> None:  # empty flags whose meta says why (unpoison.status.flags_status)
+        save_npy(np.empty(0, dtype=np.int64), out)
+        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
+
     q = load_torch(queries) if queries else {}
     failed, missing = attack_failure(q), no_query(q)
     if failed or (missing and (det.probe or det.control_probe)):
-        status = not_applicable(failed) if failed else no_query_status(missing)
-        save_npy(np.empty(0, dtype=np.int64), out)
-        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
-        return
+        return not_applicable_flags(not_applicable(failed) if failed else no_query_status(missing))
     inputs = DetectorInputs(scores={p: load_torch(path) for p, path in (scores or {}).items()}, seed=seed)
     wanted, scored = params.get("n_points"), min((len(s["scores"]) for p, s in inputs.scores.items() if not p.startswith("controls_")), default=None)
     if wanted and scored is not None and wanted > scored:  # e.g. 5 points of an attack with one target image
-        status = f"n/a (n_points = {wanted}, but the attack gives {scored} affected test point(s))"
-        save_npy(np.empty(0, dtype=np.int64), out)
-        save_meta(out, detector=detector, params=params, n_flagged=0, not_applicable=status, uses_truth=det.needs_truth)
-        return
+        return not_applicable_flags(f"n/a (n_points = {wanted}, but the attack gives {scored} affected test point(s))")
     if model:
         inputs.model, _ = load_checkpoint(model)
     if poisoned:

@@ -11,7 +11,7 @@ from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
 from unpoison.stages.data import load_clean, load_poisoned
-from unpoison.status import flags_status, query_status, read_attack_failure, status_of
+from unpoison.status import OK, flags_status, query_status, read_attack_failure, status_of
 
 
 def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str, queries: str | None = None) -> None:
@@ -20,8 +20,8 @@ def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str, 
     NaN and ``status`` says why."""
     poisons = load_json(truth)["poison_indices"]
     failed = read_attack_failure(queries)
-    status = status_of(failed) if failed else (flags_status(flagged) or status_of(None))
-    if status != status_of(None):
+    status = status_of(failed) if failed else (flags_status(flagged) or OK)
+    if status != OK:
         metrics = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), float("nan")), "n_poisons": len(poisons)}
     else:
         metrics = detection_metrics(load_npy(flagged), poisons)
@@ -46,8 +46,8 @@ def evaluate_model(
     failed = read_attack_failure(queries)
     meta = meta_path(model)
     info = load_json(meta) if meta.exists() and ids.get("unlearner", "none") != "none" else {}
-    status = status_of(failed) if failed else (info.get("not_applicable") or status_of(None))
-    if status != status_of(None) and skip_if_failed:
+    status = status_of(failed) if failed else (info.get("not_applicable") or OK)
+    if status != OK and skip_if_failed:
         row = {**ids, "clean_acc": float("nan"), "psr": float("nan"), "seconds": 0.0, "cpu_seconds": 0.0, "budget_epochs": 0.0}
         save_json({**row, "status": status, "provenance": provenance(seed=ids.get("seed"))}, out)
         return
