@@ -56,15 +56,13 @@ def score_perturbations(grad: torch.Tensor, clean: torch.Tensor, delta: torch.Te
     """
     mean, var = channel_moments(sigma)
     p = clean.long()
-    g = grad.double().flatten(1)
-    mu, v = mean[p].flatten(1), var[p].flatten(1)
-    denom = (g**2 * v).sum(1).sqrt()
-    if delta.dim() == clean.dim() + 1:  # (N, D, ...): several draws per point
-        centred = delta.double().flatten(2) - mu[:, None, :]
-        num = (centred * g[:, None, :]).sum(2)
-        return num / denom[:, None].where(denom[:, None] > 0, torch.tensor(float("nan"), dtype=torch.float64))
-    num = ((delta.double().flatten(1) - mu) * g).sum(1)
-    return num / denom.where(denom > 0, torch.tensor(float("nan"), dtype=torch.float64))
+    g = grad.double().flatten(1)[:, None, :]
+    mu, v = mean[p].flatten(1)[:, None, :], var[p].flatten(1)[:, None, :]
+    one_draw = delta.dim() == clean.dim()
+    d = (delta.double()[:, None] if one_draw else delta.double()).flatten(2)  # (N, D, pixels); D = 1 for one draw
+    denom = (g**2 * v).sum(2).sqrt()
+    scores = ((d - mu) * g).sum(2) / denom.where(denom > 0, torch.tensor(float("nan"), dtype=torch.float64))
+    return scores[:, 0] if one_draw else scores
 
 
 def null_draws(clean: torch.Tensor, sigma: float, n_draws: int, generator: torch.Generator) -> torch.Tensor:
