@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 
 from unpoison.io import load_json  # noqa: E402
 from unpoison.report.figures import _save, placeholder  # noqa: E402
+from unpoison.report.tables import _summarise  # noqa: E402
 from unpoison.status import OK  # noqa: E402
 
 GUS_METRICS = ["gus_mean", "gus_tpr_at_1fpr", "gus_auc", "clean_acc", "seconds"]
@@ -46,13 +47,8 @@ def gus_rows(poisoned_files: Iterable[str], unlearned_files: Iterable[str]) -> p
 
 def gus_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of the GUS metrics per (dataset, attack, detector, unlearner), over rows whose status
-    is ok; the poisoned model first within each (dataset, attack)."""
-    ok = rows[rows.status == OK]
-    g = ok.groupby(KEYS, sort=True)[GUS_METRICS]
-    out = g.mean().add_suffix("_mean").join(g.std(ddof=0).add_suffix("_std"))
-    allg = rows.groupby(KEYS, sort=True)
-    out = pd.DataFrame({"n_seeds": allg.size(), "status": allg.status.agg(lambda s: OK if (s == OK).any() else s.iloc[0])}).join(out)
-    out = out.reset_index()
+    is ok (``n_ok`` of ``n_seeds``; tables._summarise); the poisoned model first within each (dataset, attack)."""
+    out = _summarise(rows, KEYS, GUS_METRICS)
     out["_ref"] = out.unlearner != POISONED[1]
     return out.sort_values(["dataset", "attack", "_ref", "detector", "unlearner"], kind="stable").drop(columns="_ref").reset_index(drop=True)
 
@@ -64,7 +60,7 @@ def gus_markdown(summary: pd.DataFrame) -> str:
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary.itertuples(index=False):
-        if r.status != OK:
+        if r.n_ok == 0:  # no seed applies: say why
             lines.append(f"| {r.dataset} | {r.detector} | {r.unlearner} | {r.n_seeds} | {r.status} | — | — | — | — |")
             continue
         cells = [
