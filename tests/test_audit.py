@@ -221,7 +221,7 @@ def test_documented_config_is_complete():
 
     from unpoison.audit.cli import OPTIONS
 
-    path = Path(__file__).resolve().parents[1] / "experiments/audit.yaml"
+    path = Path(__file__).resolve().parents[1] / "examples/audit.yaml"
     assert set(yaml.safe_load(path.read_text())) == set(OPTIONS)  # every option documented, no stale key
     options = resolve_options(["--config", str(path)])
     assert (options["n_b"], options["tau"], options["k"], options["model_option"]) == (50, 0.0, 1, {"width": 32})

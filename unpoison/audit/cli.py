@@ -2,7 +2,7 @@
 
 Every option can also be a key of the YAML file given with ``--config`` (the option's name with ``_`` for
 ``-``; ``model_option`` is a mapping, ``query`` a list); options on the command line override the file.
-``experiments/audit.yaml`` documents every key.
+``examples/audit.yaml`` documents every key.
 """
 
 from __future__ import annotations
