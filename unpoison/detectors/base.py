@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unpoison.params import require
+from unpoison.params import ParamError, require
 from unpoison.registry import Registry
 
 
@@ -90,6 +90,15 @@ def query_and_control_scores(det: "Detector", inputs: "DetectorInputs") -> tuple
     if controls.shape[1:] != scores.shape[1:]:
         raise ValueError(f"control scores {tuple(controls.shape)} do not match the queries' {tuple(scores.shape)}")
     return scores, controls
+
+
+def check_k(k: int, n_b: int) -> None:
+    """The Δ-Influence rules' ``k`` (transforms a flagged point may survive) must satisfy 0 ≤ k < n_b."""
+    if not 0 <= k < n_b:
+        raise ParamError(
+            f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b}); "
+            "the rule flags points whose influence drops under at least n_b − k transforms"
+        )
 
 
 def check_n_points(n_points: int | None) -> None:

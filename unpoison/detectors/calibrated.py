@@ -15,9 +15,9 @@ import numpy as np
 
 from unpoison.controls import control_threshold, normalised_margin
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
+    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
 )
-from unpoison.params import ParamError, require
+from unpoison.params import require
 
 
 @register_detector("delta_influence_controls")
@@ -35,9 +35,7 @@ class ControlCalibratedDeltaInfluence(Detector):
         self.threshold: float | None = None  # τ̃ of the last detect() call
 
     def check(self, n_b: int) -> None:
-        k = self.params["k"]
-        if not 0 <= k < n_b:
-            raise ParamError(f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
+        check_k(self.params["k"], n_b)
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         scores, controls = query_and_control_scores(self, inputs)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
+    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
 )
 from unpoison.detectors.delta_influence import delta_flags
-from unpoison.params import ParamError, require
+from unpoison.params import require
 
 
 @register_detector("delta_influence_contrast")
@@ -42,8 +42,7 @@ class ContrastDeltaInfluence(Detector):
         check_n_points(n_points)
 
     def check(self, n_b: int) -> None:
-        if not 0 <= self.params["k"] < n_b:
-            raise ParamError(f"k: {self.params['k']} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b})")
+        check_k(self.params["k"], n_b)
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         scores, controls = query_and_control_scores(self, inputs)

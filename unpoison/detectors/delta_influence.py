@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, register_detector, select_points,
 )
-from unpoison.params import ParamError, require
+from unpoison.params import require
 
 
 def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
@@ -33,12 +33,7 @@ class _DeltaRule(Detector):
         check_n_points(n_points)
 
     def check(self, n_b: int) -> None:
-        k = self.params["k"]
-        if not 0 <= k < n_b:
-            raise ParamError(
-                f"k: {k} must satisfy 0 ≤ k < n_b (influence.n_b = {n_b}); "
-                "the rule flags points whose influence drops under at least n_b − k transforms"
-            )
+        check_k(self.params["k"], n_b)
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         scores = select_points(inputs.scores[self.probe]["scores"], self.params["n_points"])
