@@ -138,3 +138,13 @@ def test_sigterm_during_a_job_cleans_up_and_logs(tmp_path, stage):
 
 def test_terminated_is_not_an_ordinary_exception():
     assert not issubclass(Terminated, Exception)
+
+
+@pytest.mark.parametrize("module", ["unpoison.stages.defend", "unpoison.stages.evaluate"])
+def test_small_job_modules_do_not_import_torchvision_or_sklearn(module):
+    """detect/unlearn/evaluate jobs are most of a grid's jobs; torchvision (which pulls in torch._dynamo) and
+    scikit-learn cost ≈1–2 s of start-up each, so they are imported only where used."""
+    code = f"import sys, {module}; print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from unpoison.attacks.base import (
     Attack, CleanModel, PoisonResult, check_victim_counts, draw_victim_target, register_attack,
@@ -52,6 +51,9 @@ def kernel_size(sigma: float) -> int:
 
 def low_pass(v: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of a C×H×W (or N×C×H×W) float tensor, reflect padding."""
+    # imported here: torchvision pulls in torch._dynamo (≈1 s), and every pipeline job imports the attacks
+    from torchvision.transforms.v2.functional import gaussian_blur
+
     k = kernel_size(sigma)
     return gaussian_blur(v, [k, k], [sigma, sigma])
 

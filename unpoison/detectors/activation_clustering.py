@@ -10,8 +10,6 @@ contribute false positives. The paper found ``n_components = 3`` best everywhere
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from unpoison.detectors.base import Detector, DetectorInputs, label_groups, labelled_features, register_detector
 from unpoison.params import require
@@ -29,6 +27,9 @@ def smaller_cluster(feats: np.ndarray, n_components: int) -> np.ndarray:
     Returns:
         Sorted int64 positions; empty when ``n < n_components + 2`` or all rows coincide.
     """
+    from sklearn.cluster import KMeans  # imported here: every detect job imports the registry (≈0.5 s)
+    from sklearn.decomposition import PCA
+
     n, d = feats.shape
     if n < n_components + 2:
         return np.empty(0, dtype=np.int64)
