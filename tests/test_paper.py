@@ -149,3 +149,29 @@ def test_write_paper_writes_every_file_with_provenance_and_placeholders_that_say
     paper_figures.write_paper(DETECTION, UNLEARNING, None, no_di, {}, outputs)
     assert said[outputs["figure2"]] == said[outputs["figure4"]] == "not run (add `delta_influence` to detectors)"
     assert said[outputs["figure3"]] == "no EU in unlearners (add `eu` to unlearners)"
+
+
+def test_influence_collapse_draws_the_first_seed_whose_attack_took(tmp_path, monkeypatch):
+    """Figure 2's panels: a seed whose attack failed (no query) is skipped; with none, a placeholder says why."""
+    import torch
+
+    from unpoison.io import save_json, save_torch
+    from unpoison.report import figures
+
+    n_b, n = 4, 6
+    failed, ok = tmp_path / "s0.pt", tmp_path / "s1.pt"
+    save_torch({"attack_failed": "target not flipped"}, failed)
+    save_torch({"scores": torch.randn(1, 1 + n_b, n), "labels": torch.zeros(1, 1 + n_b, dtype=torch.long)}, ok)
+    truth = tmp_path / "truth.json"
+    save_json({"poison_indices": [0, 2]}, truth)
+    drawn = {}
+    monkeypatch.setattr(figures, "plot_collapse", lambda delta, poison, out, tau, k, names, title: drawn.update(
+        shape=delta.shape, poisons=poison.nonzero()[0].tolist(), title=title))
+    runs = [(0, str(failed), str(truth)), (1, str(ok), str(truth))]
+    assert figures.plot_influence_collapse(runs, str(tmp_path / "f.png"), title="seed {seed}") == 1
+    assert drawn == {"shape": (n_b, n), "poisons": [0, 2], "title": "seed 1"}
+
+    said = {}
+    monkeypatch.setattr(figures, "placeholder", lambda out, title, msg: said.update(title=title, msg=msg))
+    assert figures.plot_influence_collapse(runs[:1], str(tmp_path / "g.png"), title="seed {seed}") is None
+    assert said == {"title": "seed 0", "msg": "no seed has an affected test point: n/a (attack failed: target not flipped)"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -67,17 +69,36 @@ def plot_collapse(
     _save(fig, out)
 
 
-def plot_influence_collapse(scores: str, truth: str, out: str, tau: float = 0.0, k: int = 1, title: str = "") -> None:
-    """:func:`plot_collapse` of the first test point of a scores file, poisons (from ``truth``) vs clean points."""
-    payload = load_torch(scores)
-    if query_status(payload):
-        placeholder(out, title, f"no affected test point: {query_status(payload)}")
-        return
-    s = payload["scores"][0]  # (1 + n_b, N) for the first test point
-    delta = (s[1:] - s[:1]).numpy()  # n_b × N
-    poison = np.zeros(delta.shape[1], dtype=bool)
-    poison[load_json(truth)["poison_indices"]] = True
-    plot_collapse(delta, poison, out, tau, k, ("clean", "poison"), title)
+def plot_influence_collapse(
+    runs: Sequence[tuple[int, str, str]], out: str, tau: float = 0.0, k: int = 1, title: str = "",
+) -> int | None:
+    """:func:`plot_collapse` of the first test point of the first run, in the given (seed) order, whose attack
+    took, poisons (from its truth file) vs clean points.
+
+    Args:
+        runs: ``(seed, scores path, truth path)`` per seed; a run without an affected query (its attack failed
+            on that seed) is skipped, so a Witches' Brew that failed on the first seed still gets a figure.
+        title: may hold ``{seed}``, filled with the seed drawn.
+
+    Returns:
+        The seed drawn, or None when no run had a query (a placeholder then gives the first run's reason).
+    """
+    first_reason = None
+    for seed, scores, truth in runs:
+        payload = load_torch(scores)
+        reason = query_status(payload)
+        if reason:
+            first_reason = first_reason or reason
+            continue
+        s = payload["scores"][0]  # (1 + n_b, N) for the first test point
+        delta = (s[1:] - s[:1]).numpy()  # n_b × N
+        poison = np.zeros(delta.shape[1], dtype=bool)
+        poison[load_json(truth)["poison_indices"]] = True
+        plot_collapse(delta, poison, out, tau, k, ("clean", "poison"), title.format(seed=seed))
+        return seed
+    seeds = ", ".join(str(seed) for seed, _, _ in runs)
+    placeholder(out, title.format(seed=seeds), f"no seed has an affected test point: {first_reason}")
+    return None
 
 
 def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "eu", title: str = "") -> None:

@@ -131,7 +131,7 @@ def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: 
 
 
 FIGURE_TITLES = {
-    "figure2": "Figure 2: influence collapse (Δ per transform, poisons vs clean points; first seed)",
+    "figure2": "Figure 2: influence collapse (Δ per transform, poisons vs clean points; first seed whose attack took)",
     "figure3": "Figure 3: PSR and clean accuracy after exact unlearning (EU) per detector",
     "figure4": "Figure 4: unlearners on Δ-Influence's flags",
     "figure5": "Figure 5: SCRUB per detector",
