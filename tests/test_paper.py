@@ -175,3 +175,18 @@ def test_influence_collapse_draws_the_first_seed_whose_attack_took(tmp_path, mon
     monkeypatch.setattr(figures, "placeholder", lambda out, title, msg: said.update(title=title, msg=msg))
     assert figures.plot_influence_collapse(runs[:1], str(tmp_path / "g.png"), title="seed {seed}") is None
     assert said == {"title": "seed 0", "msg": "no seed has an affected test point: n/a (attack failed: target not flipped)"}
+
+
+def test_counterfactual_counts_the_seeds_whose_attack_took_and_gaussian_is_not_applicable():
+    """A brew that failed on 1 of 3 seeds: the cell averages 2 seeds and says why the third is out; Gaussian
+    poisoning has no affected point, so its column says n/a rather than 'missing'."""
+    failed = "attack failed on 1 of 3 seeds (n/a (attack failed: target not flipped)): metrics over the others"
+    cf = CF.assign(attack="witches_brew", n_seeds=3, n_ok=2, status=failed)
+    g = grid({"delta_influence": ("delta_influence", 1)}, counterfactual=["delta_influence"],
+             attacks=("witches_brew", "gaussian"))
+    t = table3(cf, g)
+    brew = cell(t, "delta_influence", column=("digits", "witches_brew"), removed="detected")
+    assert brew.cell == f"PSR 0.0 ± 0.0 / acc 99.0 ± 1.0 (40 removed, 2 seeds); {failed}"
+    assert brew.n_seeds == 2
+    gauss = cell(t, "delta_influence", column=("digits", "gaussian"), removed="missed").cell
+    assert gauss.startswith("n/a (no affected test point: gaussian affects no test point")

@@ -18,6 +18,9 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from unpoison.attacks import ATTACKS
+from unpoison.status import no_query_status
+
 OK = "ok"  # the status of a metrics row whose run's attack took (tables may carry a ``status`` column)
 PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekfac", "delta_influence"]
 ABLATION = ["delta_influence", "label_only", "image_only"]
@@ -241,17 +244,24 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
                                          & (counterfactual.detector == det) & (counterfactual.removed == removed)]
                 if reason is not None:
                     rec["cell"] = reason
+                elif att in ATTACKS and not ATTACKS[att].affects_test:
+                    rec["cell"] = no_query_status(f"{att} affects no test point; the counterfactual does not apply")
                 elif counterfactual is None or len(sel) == 0:
                     rec["cell"] = "missing: no rows in counterfactual.csv (not run yet?)"
                 else:
                     r = sel.iloc[0]
                     status = str(r.get("status", OK)) if "status" in sel.columns and pd.notna(r.get("status")) else OK
                     rec.update({c: r[c] for c in CF_COLUMNS if c in sel.columns and c not in rec})
-                    if status != OK and (pd.isna(r.get("psr_mean")) or int(r.get("n_seeds", 0)) == 0):
+                    # seeds averaged: those whose attack took (n_ok) when the summary says which
+                    n_avg = int(r.n_ok) if "n_ok" in sel.columns and pd.notna(r.get("n_ok")) else int(r.n_seeds)
+                    rec["n_seeds"] = n_avg
+                    if status != OK and (pd.isna(r.get("psr_mean")) or n_avg == 0):
                         rec["cell"] = status
                     else:
                         rec["cell"] = (f"PSR {pm(r.psr_mean, r.psr_std)} / acc {pm(r.clean_acc_mean, r.clean_acc_std)} "
-                                       f"({_count(r.n_removed_mean)} removed, {seed_word(int(r.n_seeds))})")
+                                       f"({_count(r.n_removed_mean)} removed, {seed_word(n_avg)})")
+                        if status != OK:  # e.g. "attack failed on 1 of 3 seeds (…): metrics over the others"
+                            rec["cell"] += f"; {status}"
                 out.append(rec)
     return pd.DataFrame(out).reindex(columns=CF_COLUMNS)
 
