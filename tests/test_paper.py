@@ -70,6 +70,15 @@ def test_extra_columns_are_ignored_and_failed_attacks_are_left_out_with_their_re
     assert cell(t, "ekfac").cell == failed
 
 
+def test_a_cell_whose_seeds_are_all_na_for_different_reasons_names_each_with_its_seed_count():
+    """A 5-point detector on a brew that failed on seed 0: the other seeds are n/a for another reason (the brew
+    has one target), and the cell must not report only the first seed's."""
+    failed, one_point = "n/a (attack failed: target not flipped)", "n/a (n_points = 5, but the attack gives 1)"
+    df = pd.DataFrame(det_rows("delta_influence", [float("nan")] * 3, [float("nan")] * 3))
+    df["status"] = [failed, one_point, one_point]
+    assert cell(table1(df, GRID), "delta_influence").cell == f"{one_point} (2 seeds); {failed} (1 seed)"
+
+
 def test_named_variants_land_in_the_points_tables_by_their_n_points_not_their_names():
     g = grid({"delta_influence": ("delta_influence", 1), "many": ("delta_influence", 5), "ek_ten": ("ekfac", 10),
               "ekfac": ("ekfac", 1), "di_20": ("delta_influence", 20)})

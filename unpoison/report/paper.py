@@ -141,8 +141,10 @@ def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
     failed = rows[~_status_ok(rows)]
     if len(rows) == 0:
         out["note"] = "missing: no rows"
-    elif len(ok) == 0:
-        out["note"] = str(failed["status"].iloc[0])
+    elif len(ok) == 0:  # every seed n/a; seeds may differ in why (a brew: failed on one, 1 point on the others)
+        counts = failed["status"].astype(str).value_counts(sort=False)
+        out["note"] = counts.index[0] if len(counts) == 1 else "; ".join(
+            f"{why} ({seed_word(n)})" for why, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     elif len(failed):
         out["note"] = f"{len(failed)} of {len(rows)} seeds {failed['status'].iloc[0]}"  # the status says "n/a (why)"
     return out
