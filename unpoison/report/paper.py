@@ -19,9 +19,8 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from unpoison.attacks import ATTACKS
-from unpoison.status import no_query_status
+from unpoison.status import OK, no_query_status  # OK: a row whose run's attack took (tables may carry a ``status``)
 
-OK = "ok"  # the status of a metrics row whose run's attack took (tables may carry a ``status`` column)
 PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekfac", "delta_influence"]
 ABLATION = ["delta_influence", "label_only", "image_only"]
 POINTS = (1, 5, 10)
