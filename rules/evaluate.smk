@@ -1,9 +1,8 @@
 # The only rules that read truth.json (besides the scenario's query selection).
 rule evaluate_detection:
     input:
-        flagged=rules.detect.output.flagged,
+        flagged=rules.detect.output.flagged,  # its meta says when the run's attack failed (detect reads the queries)
         truth=rules.poison_dataset.output.truth,
-        queries=rules.select_queries.output.queries,
     output:
         metrics=RUN + "/metrics/detection/{detector}.json",
     log:

@@ -4,4 +4,4 @@ from unpoison.stages.evaluate import evaluate_detection
 with logged(snakemake.log[0]):
     w = snakemake.wildcards
     ids = {"dataset": w.dataset, "attack": w.attack, "seed": int(w.seed), "detector": w.detector}
-    evaluate_detection(snakemake.input.flagged, snakemake.input.truth, ids, snakemake.output.metrics, queries=snakemake.input.queries)
+    evaluate_detection(snakemake.input.flagged, snakemake.input.truth, ids, snakemake.output.metrics)

@@ -14,13 +14,12 @@ from unpoison.stages.data import load_clean, load_poisoned
 from unpoison.status import OK, flags_status, query_status, read_attack_failure, status_of
 
 
-def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str, queries: str | None = None) -> None:
+def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str) -> None:
     """Detection metrics of one flagged set; ``ids`` (dataset, attack, seed, detector) go into the row. When the
-    run's attack failed (``queries``) or the flags are not applicable (their meta says why), the metrics are
-    NaN and ``status`` says why."""
+    flags are not applicable (their meta says why: ``detect`` records an attack that failed on this run, for every
+    detector, and a query-based detector without a query), the metrics are NaN and ``status`` says why."""
     poisons = load_json(truth)["poison_indices"]
-    failed = read_attack_failure(queries)
-    status = status_of(failed) if failed else (flags_status(flagged) or OK)
+    status = flags_status(flagged) or OK
     if status != OK:
         metrics = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), float("nan")), "n_poisons": len(poisons)}
     else:
