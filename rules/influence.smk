@@ -1,8 +1,11 @@
-# EK-FAC factors: fitted ONCE per trained model and reused by every probe and detector.
+# EK-FAC factors: fitted ONCE per trained model and reused by every probe and detector. Skipped (a directory
+# holding only SKIPPED.json) when the queries say there is nothing to score: a failed attack, or an attack with
+# no affected test point. ancient(): re-selecting the queries (e.g. another queries.count) never refits.
 rule fit_ekfac:
     input:
         model=rules.train_model.output.model,
         poisoned=rules.poison_dataset.output.poisoned,
+        queries=ancient(rules.select_queries.output.queries),
     output:
         factors=directory(RUN + "/ekfac"),
     params:

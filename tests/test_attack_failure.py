@@ -46,6 +46,9 @@ def test_the_failure_is_recorded_where_queries_are_chosen(run):
     q = torch.load(run / SMOOTH / "queries.pt", weights_only=True)
     assert q["attack_failed"].startswith("only ") and len(q["x"]) == len(q["labels"]) == 0
     assert "attack_failed" not in torch.load(run / BADNET / "queries.pt", weights_only=True)
+    names = {p.name for p in (run / SMOOTH / "ekfac").iterdir()} - {".snakemake_timestamp"}
+    assert names == {"SKIPPED.json"}  # no EK-FAC fit for a run whose attack failed
+    assert any(p.suffix == ".safetensors" for p in (run / BADNET / "ekfac").rglob("*"))
     for probe in ("base", "both"):
         scores = torch.load(run / SMOOTH / f"scores/{probe}.pt", weights_only=True)
         assert scores["attack_failed"] == q["attack_failed"] and scores["scores"].shape[0] == 0

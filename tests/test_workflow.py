@@ -189,6 +189,15 @@ def test_a_science_setting_of_the_scores_reruns_scoring_but_not_training(finishe
     assert jobs.get("score_probes") == 1 and "fit_ekfac" not in jobs and "train_model" not in jobs
 
 
+def test_reselecting_the_queries_rescores_but_never_refits_the_factors(finished_run):
+    # fit_ekfac reads queries.pt only to skip a fit with nothing to score; ancient() keeps a new query set
+    # (another queries.count, as experiments/points.yaml sets) from refitting the model's factors
+    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "queries={count: 2}")
+    jobs = job_counts(proc.stdout)
+    assert jobs.get("select_queries") == 1 and jobs.get("score_probes") == 1, jobs
+    assert "fit_ekfac" not in jobs and "train_model" not in jobs
+
+
 def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]",
                      "detectors=[delta_influence,label_only,image_only,ekfac]", "unlearners=[none,eu,cf]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,14 +10,31 @@ import torch
 from unpoison.data import TensorDataset01
 from unpoison.device import resolve_device
 from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
-from unpoison.io import load_torch, save_meta, save_torch
+from unpoison.io import load_json, load_torch, save_json, save_meta, save_torch
 from unpoison.models import load_checkpoint
+from unpoison.provenance import provenance
 from unpoison.stages.data import load_poisoned
 from unpoison.status import query_keys
 
 
-def fit(model: str, poisoned: str, settings: dict[str, Any], seed: int, device: str, out_dir: str) -> None:
-    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into ``out_dir``."""
+SKIPPED = "SKIPPED.json"  # the only file of a factor directory that was not fitted (nothing to score)
+
+
+def fit(
+    model: str, poisoned: str, settings: dict[str, Any], seed: int, device: str, out_dir: str, queries: str | None = None
+) -> None:
+    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into ``out_dir``.
+
+    When ``queries`` records that there is no query to score (the attack failed, or it affects no test point),
+    nothing is fitted: ``out_dir`` holds only ``SKIPPED.json`` with the reason, which :func:`score` accepts for
+    exactly such queries. On a GPU cluster this saves one factor fit per failed attack (a brew that did not flip its target).
+    """
+    why = query_keys(load_torch(queries)) if queries else {}
+    if why:
+        print(f"no query to score ({why}): EK-FAC factors not fitted", flush=True)
+        record = {"skipped": True, "seed": seed, "settings": settings, **why, "provenance": provenance(seed=seed)}
+        save_json(record, Path(out_dir) / SKIPPED)
+        return
     net, _ = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
     fit_factors(net, TensorDataset01(x, y), out_dir, FactorSettings.from_dict(settings), resolve_device(device), seed)
@@ -52,6 +70,12 @@ def score(
             save_torch({**payload, **({"augmentations": []} if probe != "base" else {})}, path)
             save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, **why)
         return
+    if (Path(factors) / SKIPPED).exists():
+        raise ValueError(
+            f"{factors} holds no EK-FAC factors: they were skipped because the queries had nothing to score when "
+            f"they were fitted ({load_json(Path(factors) / SKIPPED)}), but {queries} now holds a query. "
+            f"Delete {factors} and re-run to fit them."
+        )
     net, spec = load_checkpoint(model)
     probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))
     control_probes = tuple(p.removeprefix("controls_") for p in outputs if p.startswith("controls_"))
