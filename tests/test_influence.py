@@ -32,13 +32,14 @@ def test_batched_scoring_equals_per_query_scoring(fitted, digits):
     train = TensorDataset01(x, y)
     batched = score_queries(model, factors, queries, train, ScoreSettings(train_batch_size=100, query_batch_size=5), DEV)
     assert batched.shape == (len(ps.labels), 300)
+    rows = [0, 1, 2, len(ps.labels) - 1]  # both base rows (0, 1), the first and last probe (a pass per row ~4 s)
     single = torch.cat(
         [
             score_queries(model, factors, TensorDataset01(ps.images[i : i + 1], ps.labels[i : i + 1]), train, ScoreSettings(train_batch_size=100), DEV)
-            for i in range(len(ps.labels))
+            for i in rows
         ]
     )
-    torch.testing.assert_close(batched, single, rtol=RTOL, atol=ATOL)
+    torch.testing.assert_close(batched[rows], single, rtol=RTOL, atol=ATOL)
 
 
 def test_training_point_supports_its_own_label_as_query(fitted):
