@@ -1,4 +1,4 @@
-# Δ-Influence: detect and unlearn data poisons. See README.md (architecture) and config.yaml.
+# Δ-Influence: detect and unlearn data poisons. See README.md, docs/architecture.md and config.yaml.
 import os
 import sys
 
@@ -12,6 +12,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 
 from unpoison.config import ConfigError, coerce_cli_scalars, validate_config
 from unpoison.provenance import CONFIG_HASH_ENV, config_hash
+from unpoison.registry import PLUGINS_ENV, load_plugins
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
@@ -23,9 +24,12 @@ conda: "envs/unpoison.yaml"
 
 config.update(coerce_cli_scalars(dict(config)))  # --config values arrive as strings
 try:
+    # Your own attacks, detectors and unlearners (config `plugins:`), here and in every job.
+    load_plugins(config.get("plugins", []))
+    os.environ[PLUGINS_ENV] = os.pathsep.join(config.get("plugins", []))
     # Schema, every method's settings, and (main process only, not in every cluster job) the data themselves.
     validate_config(config, check_data=workflow.is_main_process)
-except ConfigError as err:
+except ValueError as err:  # ConfigError, or a plugin that cannot be imported
     raise WorkflowError(f"invalid config: {err}") from None
 validate(config, "schemas/config.schema.yaml")  # passes by now; fills the schema's defaults
 # Every result records this hash of the validated config (unpoison.provenance); jobs inherit it.
@@ -46,8 +50,6 @@ include: "rules/paper.smk"
 
 rule all:
     input:
-        rules.make_tables.output,
-        figure_targets(),
-        extra_targets(),
-        paper_targets(),
+        report_targets(),
+        rules.make_paper.output,
     default_target: True

@@ -4,8 +4,10 @@
 from unpoison.attacks import ATTACKS
 from unpoison.config import normalised_model, normalised_recipe, normalised_source
 from unpoison.detectors import DETECTORS
+from unpoison.detectors.inputs import SCORES_PATH, input_path
 from unpoison.execution import Execution
 from unpoison.influence import FactorSettings, ScoreSettings
+from unpoison.relearn import RelearnSettings
 from unpoison.training import TrainRecipe
 from unpoison.sweep import SweepGrid
 from unpoison.unlearners import UNLEARNERS
@@ -16,18 +18,19 @@ RUN = "results/{dataset}/{attack}/s{seed}"
 CLEAN_RUN = "results/{dataset}/clean/s{seed}"
 CLEAN_MODEL = CLEAN_RUN + "/model.pt"
 assert "clean" not in ATTACKS, "'clean' names the clean-model directory; register the attack under another name"
-DATASET_MODEL = "results/{dataset}/detector_models/{name}.pt"  # a detector's own model, one per dataset
+DATASET_DIR = "results/{dataset}"
 DEVICE = config.get("device", "auto")
 
 
-# dataset and attack: exactly the configured datasets and registered attacks, so that names joined by "_"
-# (results/figures/{dataset}_{attack}_*.png) split one way only: with free patterns, digits_witches_brew would
-# also read as dataset digits_witches, attack brew. Names are validated as [A-Za-z0-9_-]+ (no regex characters).
+# dataset, attack, detector: exactly the configured or registered names, so that names joined by "_"
+# (results/figures/{dataset}_{attack}_{detector}_*.png) split one way only: with free patterns,
+# digits_witches_brew would also read as dataset digits_witches, attack brew. Names are validated as
+# [A-Za-z0-9_-]+ (no regex characters).
 wildcard_constraints:
     dataset="|".join(sorted(config["dataset_settings"], key=len, reverse=True)),
     attack="|".join(sorted(ATTACKS, key=len, reverse=True)),
     seed=r"\d+",
-    detector="[A-Za-z0-9_-]+",
+    detector="|".join(sorted(set(config["detectors"]) | set(config["detector_settings"]) | set(DETECTORS), key=len, reverse=True)),
     unlearner="[A-Za-z0-9_-]+",
 
 
@@ -40,7 +43,7 @@ def source_params(wildcards):
     return normalised_source(ds(wildcards))
 
 
-def model_params(wildcards):
+def architecture_params(wildcards):
     return normalised_model(ds(wildcards)["model"])
 
 
@@ -64,15 +67,6 @@ def clean_model_in_grid():
     return any(needs_clean_model(a) for a in config["attacks"])
 
 
-def artifact_outputs(attack):
-    """The poison rule's declared outputs for an attack's artifacts: RUN/artifacts/<name>.npy and .png."""
-    outputs = {}
-    for name in ATTACKS[attack].artifact_names:
-        outputs[f"{name}_npy"] = f"{RUN}/artifacts/{name}.npy"
-        outputs[f"{name}_png"] = report(f"{RUN}/artifacts/{name}.png", category="Attack artifacts")
-    return outputs
-
-
 def detector_method(name):
     """The registered detector a configured name runs (itself, or a variant's `method:`)."""
     return DETECTORS.method_of(name, config["detector_settings"].get(name))
@@ -85,6 +79,10 @@ def detector_params(name):
 
 def unlearner_method(name):
     return UNLEARNERS.method_of(name, config["unlearner_settings"].get(name))
+
+
+def detector_class(name):
+    return DETECTORS[detector_method(name)]
 
 
 def dataset_model_params(name):
@@ -118,6 +116,26 @@ def sweep_grid():
     return SweepGrid.from_dict(config.get("sweep"))
 
 
+def sweep_detectors():
+    """The configured detectors the threshold sweep varies: those whose method declares sweep_params, once per
+    method and fixed settings (a variant that differs only in a swept setting or n_points adds nothing)."""
+    chosen, seen = [], set()
+    for name in config["detectors"]:
+        cls = detector_class(name)
+        if not cls.sweep_params:
+            continue
+        fixed = {k: v for k, v in detector_params(name).items() if k not in cls.sweep_params and k != "n_points"}
+        key = (detector_method(name), repr(sorted(fixed.items())))
+        if key not in seen:
+            seen.add(key)
+            chosen.append(name)
+    return chosen
+
+
+def relearn_settings():
+    return RelearnSettings.from_dict(config.get("relearning"))
+
+
 def execution(settings=None):
     """Device plus the execution-only keys of a settings object (never part of the re-run check)."""
     return Execution(DEVICE, settings.execution() if settings is not None else {})
@@ -136,14 +154,24 @@ def res(rule_name, key):
 
 def needed_probes():
     """Influence-score files that the configured detectors read (scored together in one pass)."""
-    probes = {DETECTORS[detector_method(d)].probe for d in config["detectors"]}
+    probes = {detector_class(d).probe for d in config["detectors"]}
     probes.discard(None)
     return sorted(probes | {"base"})
 
 
 def needed_control_probes():
     """Probes the configured detectors also read for the control queries (``controls_<probe>`` score files)."""
-    return sorted({DETECTORS[detector_method(d)].control_probe for d in config["detectors"]} - {None})
+    return sorted({detector_class(d).control_probe for d in config["detectors"]} - {None})
+
+
+def run_ids(wildcards):
+    """The (dataset, attack, seed) of a job's run, for the rows it writes."""
+    return {"dataset": wildcards.dataset, "attack": wildcards.attack, "seed": int(wildcards.seed)}
+
+
+def wildcard(name, cast=str):
+    """A params: function returning one wildcard's value."""
+    return lambda w: cast(w[name])
 
 
 def trained_unlearners():
@@ -191,6 +219,6 @@ def query_attacks():
     return [a for a in config["attacks"] if ATTACKS[a].affects_test]
 
 
-def gus_attacks():
-    """The grid's attacks measured by the Gaussian Unlearning Score (they affect no test point)."""
-    return [a for a in config["attacks"] if not ATTACKS[a].affects_test]
+def attacks_with_table(kind):
+    """The grid's attacks that declare a report table of this kind (e.g. ``gus``: the Gaussian Unlearning Score)."""
+    return [a for a in config["attacks"] if kind in ATTACKS[a].report_tables]

@@ -1,6 +1,6 @@
-# What the non-influence detectors read: penultimate features ONCE per trained model (shared by every
-# detector with `needs_features`), and the frequency detector's classifier ONCE per dataset, trained on the
-# CLEAN training images only (never a poisoned set, independent of the attack and the experiment seed).
+# What the non-influence detectors read: penultimate features ONCE per trained model (shared by every detector that
+# reads `features`), and a detector's own model ONCE per dataset (for a detector that reads `dataset_model`),
+# trained on the CLEAN training images only (never a poisoned set, independent of the attack and the seed).
 rule extract_features:
     input:
         model=rules.train_model.output.model,
@@ -22,22 +22,23 @@ rule extract_features:
         "../workflow_scripts/extract_features.py"
 
 
-rule train_frequency:
+rule train_detector_model:
     input:
         clean=rules.prepare_dataset.output.clean,
     output:
-        model=DATASET_MODEL.replace("{name}", "frequency"),
+        model=DATASET_DIR + "/detector_models/{detector}.pt",
     params:
-        settings=dataset_model_params("frequency"),
+        method=lambda w: detector_method(w.detector),
+        settings=lambda w: dataset_model_params(w.detector),
         execution=execution(),
-    threads: res("train_frequency", "threads")
+    threads: res("train_detector_model", "threads")
     resources:
-        gpu=res("train_frequency", "gpu"),
-        mem_mb=res("train_frequency", "mem_mb"),
-        runtime=res("train_frequency", "runtime"),
+        gpu=res("train_detector_model", "gpu"),
+        mem_mb=res("train_detector_model", "mem_mb"),
+        runtime=res("train_detector_model", "runtime"),
     log:
-        "results/logs/{dataset}/train_frequency.log",
+        "results/logs/{dataset}/train_detector_model/{detector}.log",
     benchmark:
-        "results/benchmarks/{dataset}/train_frequency.tsv"
+        "results/benchmarks/{dataset}/train_detector_model/{detector}.tsv"
     script:
-        "../workflow_scripts/train_frequency.py"
+        "../workflow_scripts/train_detector_model.py"

@@ -1,71 +1,88 @@
-# The only rules that read truth.json (besides the scenario's query selection).
+# The only rules that read truth.json (besides the scenario's query selection). Metrics of a run are computed in
+# one job per run (every detector's flags; every model), so the many small evaluations pay one process start.
+
+
+def run_path(wildcards, pattern, **extra):
+    return (RUN + "/" + pattern).format(**wildcards, **extra)
+
+
 rule evaluate_detection:
     input:
-        flagged=rules.detect.output.flagged,  # its meta says when the run's attack failed (detect reads the queries)
+        flagged=lambda w: [run_path(w, f"flagged/{d}.npy") for d in config["detectors"]],
         truth=rules.poison_dataset.output.truth,
     output:
-        metrics=RUN + "/metrics/detection/{detector}.json",
+        metrics=[RUN + f"/metrics/detection/{d}.json" for d in config["detectors"]],
+    params:
+        detectors=config["detectors"],
+        ids=run_ids,
     log:
-        RUN + "/logs/evaluate/{detector}/detection.log",
+        RUN + "/logs/evaluate/detection.log",
     script:
         "../workflow_scripts/evaluate_detection.py"
 
 
-rule evaluate_poisoned:
+def evaluate_models_inputs(wildcards):
+    """The run's poisoned model and data, every unlearned model with its flags, and the clean model when the grid
+    trains one."""
+    inputs = {
+        "model": run_path(wildcards, "model.pt"),
+        "clean": DATASET_DIR.format(dataset=wildcards.dataset) + "/clean.pt",
+        "truth": run_path(wildcards, "truth.json"),
+        "queries": run_path(wildcards, "queries.pt"),
+        "poisoned": run_path(wildcards, "poisoned.pt"),
+        "unlearned": [run_path(wildcards, f"unlearned/{d}/{u}.pt") for d, u in unlearn_pairs()],
+        "flagged": [run_path(wildcards, f"flagged/{d}.npy") for d, _ in unlearn_pairs()],
+    }
+    if clean_model_in_grid():
+        inputs["clean_model"] = CLEAN_MODEL.format(dataset=wildcards.dataset, seed=wildcards.seed)
+    return inputs
+
+
+rule evaluate_models:
     input:
-        model=rules.train_model.output.model,
-        clean=rules.prepare_dataset.output.clean,
-        truth=rules.poison_dataset.output.truth,
-        queries=rules.select_queries.output.queries,  # whether the attack took (the row's status)
-        poisoned=rules.poison_dataset.output.poisoned,  # the stored perturbations (Gaussian Unlearning Score)
+        unpack(evaluate_models_inputs),
     output:
-        metrics=RUN + "/metrics/poisoned.json",
+        poisoned_metrics=RUN + "/metrics/poisoned.json",
+        unlearned_metrics=[RUN + f"/metrics/unlearning/{d}/{u}.json" for d, u in unlearn_pairs()],
+        **({"clean_model_metrics": RUN + "/metrics/clean_model.json"} if clean_model_in_grid() else {}),
     params:
-        attack=attack_params,
+        attack=wildcard("attack"),
+        attack_settings=attack_params,
+        ids=run_ids,
+        pairs=[list(p) for p in unlearn_pairs()],
+        recipe=recipe_params,
+        relearning=relearn_settings().to_dict(),
         execution=eval_execution,
+    threads: res("evaluate_models", "threads")
+    resources:
+        gpu=res("evaluate_models", "gpu"),
+        mem_mb=res("evaluate_models", "mem_mb"),
+        runtime=res("evaluate_models", "runtime"),
     log:
-        RUN + "/logs/evaluate/poisoned.log",
+        RUN + "/logs/evaluate/models.log",
+    benchmark:
+        RUN + "/benchmarks/evaluate_models.tsv"
     script:
-        "../workflow_scripts/evaluate_model.py"
+        "../workflow_scripts/evaluate_models.py"
 
 
-use rule evaluate_poisoned as evaluate_unlearned with:
-    input:
-        model=rules.unlearn.output.model,
-        clean=rules.prepare_dataset.output.clean,
-        truth=rules.poison_dataset.output.truth,
-        queries=rules.select_queries.output.queries,
-        poisoned=rules.poison_dataset.output.poisoned,
-    output:
-        metrics=RUN + "/metrics/unlearning/{detector}/{unlearner}.json",
-    log:
-        RUN + "/logs/evaluate/{detector}/{unlearner}.log",
+def sweep_inputs(wildcards):
+    """The truth and the score files of every detector the sweep varies."""
+    probes = {detector_class(d).probe for d in sweep_detectors()}
+    return {"truth": run_path(wildcards, "truth.json"),
+            **{f"scores_{p}": SCORES_PATH.format(run=RUN.format(**wildcards), probe=p) for p in sorted(probes)}}
 
 
-# The reference row: the model trained on the clean data, evaluated against each attack of the grid (its PSR
-# is how often a never-poisoned model already does what the attack wants). Only where train_clean runs.
-use rule evaluate_poisoned as evaluate_clean with:
-    input:
-        model=CLEAN_MODEL,
-        clean=rules.prepare_dataset.output.clean,
-        truth=rules.poison_dataset.output.truth,
-        poisoned=rules.poison_dataset.output.poisoned,
-    output:
-        metrics=RUN + "/metrics/clean_model.json",
-    log:
-        RUN + "/logs/evaluate/clean_model.log",
-
-
-# The τ × k sweep of Δ-Influence and the EK-FAC thresholds from the saved scores (evaluation: reads truth).
+# The detectors' threshold sweep from the saved scores (evaluation: reads truth); config `sweep:` holds the grid.
 rule sweep_thresholds:
     input:
-        both=RUN + "/scores/both.pt",
-        base=RUN + "/scores/base.pt",
-        truth=rules.poison_dataset.output.truth,
+        unpack(sweep_inputs),
     output:
         sweep=RUN + "/metrics/sweep.csv",
     params:
         grid=sweep_grid().to_dict(),
+        detectors={d: {"method": detector_method(d), "settings": detector_params(d)} for d in sweep_detectors()},
+        ids=run_ids,
     log:
         RUN + "/logs/evaluate/sweep.log",
     script:
@@ -81,13 +98,14 @@ rule counterfactual:
         poisoned=rules.poison_dataset.output.poisoned,
         flagged=rules.detect.output.flagged,
         truth=rules.poison_dataset.output.truth,
-        queries=rules.select_queries.output.queries,
     output:
         metrics=RUN + "/metrics/counterfactual/{detector}.json",
     params:
-        attack=attack_params,
+        attack=wildcard("attack"),
+        attack_settings=attack_params,
         recipe=recipe_params,
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
+        ids=lambda w: {**run_ids(w), "detector": w.detector},
         execution=eval_execution,
     threads: res("unlearn", "threads")
     resources:

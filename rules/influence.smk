@@ -1,6 +1,6 @@
 # EK-FAC factors: fitted ONCE per trained model and reused by every probe and detector. Skipped (a directory
-# holding only SKIPPED.json) when the queries say there is nothing to score: a failed attack, or an attack with
-# no affected test point. ancient(): re-selecting the queries (e.g. another queries.count) never refits.
+# holding only SKIPPED.json) when the queries' status says there is nothing to score: a failed attack, or an
+# attack with no affected test point. ancient(): re-selecting the queries (e.g. another queries.count) never refits.
 rule fit_ekfac:
     input:
         model=rules.train_model.output.model,
@@ -10,7 +10,7 @@ rule fit_ekfac:
         factors=directory(RUN + "/ekfac"),
     params:
         settings=factor_settings().science(),
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=execution(factor_settings()),
     threads: res("fit_ekfac", "threads")
     resources:
@@ -36,7 +36,7 @@ rule select_controls:
         controls=RUN + "/controls.pt",
     params:
         n_controls=config["queries"].get("controls", 10),
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=eval_execution,
     log:
         RUN + "/logs/select_controls.log",
@@ -64,7 +64,7 @@ rule score_probes:
     params:
         n_b=config["influence"]["n_b"],
         settings=score_settings().science(),
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=execution(score_settings()),
     threads: res("score_probes", "threads")
     resources:

@@ -3,8 +3,8 @@
 
 
 def paper_grid():
-    """What the config ran, for unpoison.report.paper.PaperGrid: detector name → (method, test points).
-    A detector that reads test points but sets no n_points intersects all queries.count of them."""
+    """What the config ran, for unpoison.report.paper.PaperGrid: detector name → {method, test points}. A detector
+    that reads test points but sets no n_points intersects all queries.count of them."""
     detectors = {}
     for name in config["detectors"]:
         params = detector_params(name)
@@ -20,13 +20,6 @@ def paper_grid():
     }
 
 
-def collapse_panels():
-    """'dataset / attack' → the influence-collapse figure of Figure 2's panels (made when delta_influence runs)."""
-    if "delta_influence" not in config["detectors"]:
-        return {}
-    return {f"{d} / {a}": f"results/figures/{d}_{a}_influence_collapse.png" for d in config["datasets"] for a in query_attacks()}
-
-
 def _paper(name, ext="csv"):
     path = f"results/paper/{name}.{ext}"
     return path if ext == "md" else report(path, caption=f"../report/paper_{name}.rst", category="Paper")
@@ -34,23 +27,18 @@ def _paper(name, ext="csv"):
 
 rule make_paper:
     input:
-        detection=rules.make_tables.output.detection,
-        unlearning=rules.make_tables.output.unlearning,
-        counterfactual=rules.make_counterfactual_table.output.counterfactual if counterfactual_detectors() else [],
-        collapse=list(collapse_panels().values()),
+        detection_csv=rules.make_tables.output.detection_csv,
+        unlearning_csv=rules.make_tables.output.unlearning_csv,
+        counterfactual_csv=rules.make_counterfactual_table.output.counterfactual_csv if counterfactual_detectors() else [],
+        collapse=[p for *_, p in collapse_figures()],
     output:
         **{f"table{i}": _paper(f"table{i}") for i in range(1, 6)},
         **{f"table{i}_md": _paper(f"table{i}", "md") for i in range(1, 6)},
         **{f"figure{i}": _paper(f"figure{i}", "png") for i in range(2, 6)},
     params:
         grid=paper_grid(),
-        collapse=list(collapse_panels()),
+        collapse_keys=[[det, f"{d} / {a}"] for det, d, a, _ in collapse_figures()],
     log:
         "results/logs/make_paper.log",
     script:
         "../workflow_scripts/make_paper.py"
-
-
-def paper_targets():
-    """Every file of results/paper/ (each always exists; a missing piece says why inside it)."""
-    return list(rules.make_paper.output)

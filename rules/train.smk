@@ -5,9 +5,9 @@ rule train_model:
     output:
         model=RUN + "/model.pt",
     params:
-        model=model_params,
+        architecture=architecture_params,
         recipe=recipe_params,
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=execution(),
     threads: res("train_model", "threads")
     resources:
@@ -30,9 +30,9 @@ rule train_clean:
     output:
         model=CLEAN_MODEL,
     params:
-        model=model_params,
+        architecture=architecture_params,
         recipe=recipe_params,
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=execution(),
     threads: res("train_clean", "threads")
     resources:
@@ -47,7 +47,8 @@ rule train_clean:
         "../workflow_scripts/train_clean.py"
 
 
-# The scenario's oracle: hand the defender affected test points (reads truth.json; writes no poison index).
+# The scenario's oracle: hand the defender affected test points (reads truth.json; writes no poison index). Its
+# metadata carries the run's status (did the attack take?) that every later stage reads.
 rule select_queries:
     input:
         clean=rules.prepare_dataset.output.clean,
@@ -56,9 +57,10 @@ rule select_queries:
     output:
         queries=RUN + "/queries.pt",
     params:
-        attack=attack_params,
+        attack=wildcard("attack"),
+        attack_settings=attack_params,
         n_queries=config["queries"]["count"],
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=eval_execution,
     log:
         RUN + "/logs/select_queries.log",

@@ -1,17 +1,17 @@
-# Never reads truth.json. The `none` unlearner has no job: it is the poisoned model itself.
+# Never reads truth.json. The `none` unlearner has no job: it is the poisoned model itself. Flags that do not apply
+# (their meta status says why) give the model unchanged.
 rule unlearn:
     input:
         model=rules.train_model.output.model,
         poisoned=rules.poison_dataset.output.poisoned,
         flagged=rules.detect.output.flagged,
-        queries=rules.select_queries.output.queries,  # whether the attack took (if not: the model, unchanged)
     output:
-        model=RUN + "/unlearned/{detector}/{unlearner}.pt",
+        unlearned=RUN + "/unlearned/{detector}/{unlearner}.pt",
     params:
         method=lambda w: unlearner_method(w.unlearner),
         settings=lambda w: unlearner_params(w.unlearner),
         recipe=recipe_params,
-        seed=lambda w: int(w.seed),
+        seed=wildcard("seed", int),
         execution=execution(),
     threads: res("unlearn", "threads")
     resources:

@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
+from unpoison.status import State, read_status
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "tests/configs/tiny.yaml", ROOT / "tests/configs/attack_failure.yaml"]
 SMOOTH, BADNET, GAUSS = Path("results/digits/smooth/s3"), Path("results/digits/badnet/s3"), Path("results/digits/gaussian/s3")
@@ -44,18 +46,18 @@ def run(tmp_path_factory):
 
 def test_the_failure_is_recorded_where_queries_are_chosen(run):
     q = torch.load(run / SMOOTH / "queries.pt", weights_only=True)
-    assert q["attack_failed"].startswith("only ") and len(q["x"]) == len(q["labels"]) == 0
-    assert "attack_failed" not in torch.load(run / BADNET / "queries.pt", weights_only=True)
+    status = read_status(run / SMOOTH / "queries.pt")
+    assert status.state is State.ATTACK_FAILED and status.reason.startswith("only ") and len(q["x"]) == len(q["labels"]) == 0
+    assert read_status(run / BADNET / "queries.pt").ok
     names = {p.name for p in (run / SMOOTH / "ekfac").iterdir()} - {".snakemake_timestamp"}
     assert names == {"SKIPPED.json"}  # no EK-FAC fit for a run whose attack failed
     assert any(p.suffix == ".safetensors" for p in (run / BADNET / "ekfac").rglob("*"))
     for probe in ("base", "both"):
         scores = torch.load(run / SMOOTH / f"scores/{probe}.pt", weights_only=True)
-        assert scores["attack_failed"] == q["attack_failed"] and scores["scores"].shape[0] == 0
+        assert read_status(run / SMOOTH / f"scores/{probe}.pt") == status and scores["scores"].shape[0] == 0
     for det in ("delta_influence", "oracle_100"):
         assert np.load(run / SMOOTH / f"flagged/{det}.npy").size == 0
-        meta = json.loads((run / SMOOTH / f"flagged/{det}.npy.meta.json").read_text())
-        assert meta["not_applicable"].startswith(FAILED)
+        assert read_status(run / SMOOTH / f"flagged/{det}.npy") == status
         assert np.load(run / BADNET / f"flagged/{det}.npy").size > 0
 
 
@@ -80,10 +82,10 @@ def test_gaussian_run_has_no_query_and_scores_the_oracles_unlearning(run):
     """No test point is affected: no influence scores are computed, Δ-Influence is n/a (not "attack failed"), the
     oracle flags every noisy point, EU on them runs, and every model gets a Gaussian Unlearning Score."""
     q = torch.load(run / GAUSS / "queries.pt", weights_only=True)
-    assert "attack_failed" not in q and q["no_query"] and len(q["x"]) == 0
+    assert read_status(run / GAUSS / "queries.pt").state is State.NO_QUERY and len(q["x"]) == 0
     assert not (run / GAUSS / "scores").exists() and not (run / GAUSS / "factors").exists()
-    meta = json.loads((run / GAUSS / "flagged/delta_influence.npy.meta.json").read_text())
-    assert meta["not_applicable"].startswith("n/a (no affected test point")
+    assert read_status(run / GAUSS / "flagged/delta_influence.npy").state is State.NO_QUERY
+    assert read_status(run / GAUSS / "flagged/oracle_100.npy").ok  # the oracle reads no query: it ran
     truth = json.loads((run / GAUSS / "truth.json").read_text())
     assert np.array_equal(np.load(run / GAUSS / "flagged/oracle_100.npy"), truth["poison_indices"])
     det = pd.read_csv(run / "results/tables/detection.csv").set_index(["attack", "detector"])
@@ -97,7 +99,7 @@ def test_gaussian_run_has_no_query_and_scores_the_oracles_unlearning(run):
         assert abs(row.gus_null_mean) < 0.3 and 0.7 < row.gus_null_std < 1.3  # 3,000 null draws: calibrated
     assert "| oracle_100 | eu |" in (run / "results/tables/gus.md").read_text()
     assert (run / "results/figures/digits_gaussian_gus.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (run / "results/figures/digits_gaussian_influence_collapse.png").exists()
+    assert not (run / "results/figures/digits_gaussian_delta_influence_influence_collapse.png").exists()
 
 
 def test_summary_has_the_attack_success_column_and_the_reference_rows(run):
@@ -113,8 +115,8 @@ def test_summary_has_the_attack_success_column_and_the_reference_rows(run):
     assert ref.loc[("badnet", "clean model"), "psr_mean"] < 0.2  # that never learnt the trigger
     md = (run / "results/tables/summary.md").read_text()
     assert "| attack ok |" in md and "| 0/1 |" in md and FAILED in md and "| clean model |" in md
-    for fig in ("digits_smooth_influence_collapse.png", "digits_badnet_influence_collapse.png",
-                "digits_smooth_psr_vs_accuracy_eu.png", "digits_smooth_threshold_sweep.png"):
+    for fig in ("digits_smooth_delta_influence_influence_collapse.png", "digits_badnet_delta_influence_influence_collapse.png",
+                "digits_smooth_psr_vs_accuracy.png", "digits_smooth_threshold_sweep.png"):
         assert (run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -127,11 +129,13 @@ def test_clean_model_and_smooth_artifacts(run):
     assert np.array_equal(trigger, np.asarray(truth["trigger"], dtype=np.float32))
     assert trigger.shape == (1, 8, 8) and trigger.min() >= 0 and trigger.max() <= 0.02 + 1e-7
     assert np.load(run / SMOOTH / "artifacts/example.npy").shape == (2, 1, 8, 8)
-    meta = json.loads((run / SMOOTH / "artifacts/trigger.npy.meta.json").read_text())
+    meta = json.loads((run / SMOOTH / "poisoned.pt.meta.json").read_text())
     assert meta["params"]["magnitude"] == 0.02 and meta["clean_model"] == "results/digits/clean/s3/model.pt"
     for name in ("trigger", "example"):
         assert (run / SMOOTH / f"artifacts/{name}.png").read_bytes()[:4] == b"\x89PNG"
-    assert not (run / BADNET / "artifacts").exists()  # BadNet declares no artifacts
+    # an attack that returns no arrays still shows one poisoned training image before and after
+    example = np.load(run / BADNET / "artifacts/example.npy")
+    assert example.shape == (2, 1, 8, 8) and not np.array_equal(example[0], example[1])
 
 
 def test_changing_a_detector_setting_reruns_neither_the_clean_model_nor_poisoning(run):
@@ -140,5 +144,5 @@ def test_changing_a_detector_setting_reruns_neither_the_clean_model_nor_poisonin
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs.get("detect") == 3  # delta_influence of the three runs
-    for rule in ("train_clean", "poison_dataset", "poison_dataset_smooth", "train_model", "evaluate_clean", "select_queries"):
+    for rule in ("train_clean", "poison_dataset", "train_model", "select_queries"):
         assert rule not in jobs, jobs

@@ -50,7 +50,7 @@ def planted(digits, tmp_path_factory):
     names = [f"{int(y)}/{i:04d}.png" for i, y in enumerate(poisoned.y_train)]
     for i, name in enumerate(names):
         _png(poisoned.x_train[i], root / "train" / name)
-    queries = select_queries(net, data, attack, poisoned.truth, N_QUERIES, 0, torch.device("cpu"))
+    queries, _ = select_queries(net, data, attack, poisoned.truth, N_QUERIES, 0, torch.device("cpu"))
     for j in range(N_QUERIES):
         _png(queries["x"][j], root / f"query{j}.png")
     target = poisoned.truth["target"]

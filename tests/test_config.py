@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unpoison.config import ConfigError, check_config
+from unpoison.config import ConfigError, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -26,7 +26,7 @@ def _cfg(**changes):
 
 
 def test_default_config_is_valid():
-    check_config(copy.deepcopy(DEFAULT))
+    validate_config(copy.deepcopy(DEFAULT))
 
 
 def test_every_shipped_config_is_valid():
@@ -34,7 +34,7 @@ def test_every_shipped_config_is_valid():
                   "experiments/digits-unlearners.yaml", "experiments/ssd-grid.yaml"):
         cfg = copy.deepcopy(DEFAULT)
         _merge(cfg, yaml.safe_load((ROOT / extra).read_text()))
-        check_config(cfg, check_data=False)  # the data of the CPU/GPU experiments are not needed by the tests
+        validate_config(cfg, check_data=False)  # the data of the CPU/GPU experiments are not needed by the tests
 
 
 def _merge(base, extra):
@@ -86,14 +86,14 @@ def test_recipe_params_leave_out_execution_fields():
 def test_misspelt_source_key_is_rejected_by_the_library():
     cfg = _cfg(dataset_settings__digits__test_fracton=0.3)
     with pytest.raises(ConfigError, match=r"dataset_settings.digits: unknown key\(s\) \['test_fracton'\]"):
-        check_config(cfg)
+        validate_config(cfg)
 
 
 def test_missing_npz_path_says_where_it_looked(tmp_path):
     cfg = _cfg(datasets=["mine"])
     cfg["dataset_settings"]["mine"] = {**_model_part(), "source": "npz", "path": str(tmp_path / "absent.npz")}
     with pytest.raises(ConfigError, match=r"dataset_settings.mine: npz dataset not found at '.*absent\.npz'"):
-        check_config(cfg)
+        validate_config(cfg)
 
 
 def _model_part():
@@ -134,4 +134,4 @@ def test_missing_torchvision_dataset_without_download_fails_naming_path_and_key(
     cfg = _cfg(datasets=["real"])
     cfg["dataset_settings"]["real"] = {**_model_part(), "source": source, "root": str(tmp_path / "nowhere"), "download": False}
     with pytest.raises(ConfigError, match=rf"dataset_settings.real: .*{tmp_path}/nowhere.*download: true"):
-        check_config(cfg)
+        validate_config(cfg)

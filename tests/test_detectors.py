@@ -126,22 +126,26 @@ def test_feature_detectors_refuse_nan_features():
             get_detector(name).detect(inputs)
 
 
-def test_detectors_declare_what_they_read():
+def test_detectors_declare_what_they_read_from_the_one_table_of_input_kinds():
     from unpoison.detectors import DETECTORS
+    from unpoison.detectors.inputs import INPUT_KINDS
 
-    assert DETECTORS["activation_clustering"].needs_features and DETECTORS["spectral_signatures"].needs_features
-    assert DETECTORS["activation_clustering"].probe is None and not DETECTORS["spectral_signatures"].needs_model
+    assert set(DETECTORS["activation_clustering"].reads) == set(DETECTORS["spectral_signatures"].reads) == {"features", "poisoned"}
+    assert DETECTORS["activation_clustering"].probe is None and not DETECTORS["activation_clustering"].reads_query()
     freq = DETECTORS["frequency"]
-    assert freq.needs_dataset_model == "frequency" and not freq.needs_features and freq.probe is None
+    assert set(freq.reads) == {"dataset_model", "poisoned"} and freq.probe is None
     assert set(freq.dataset_model_fields) == {"seed", "epochs", "lr"}  # the threshold does not re-train
-    assert all(DETECTORS[d].reads_training_set() for d in ("activation_clustering", "spectral_signatures", "frequency"))
-    assert not DETECTORS["delta_influence"].reads_training_set()
+    assert DETECTORS["delta_influence"].reads == () and DETECTORS["delta_influence"].reads_query()
+    for name, cls in DETECTORS.items():
+        assert set(cls.reads) <= set(INPUT_KINDS), name
+        assert cls.display_name and cls.citation, f"{name} needs a display name and a citation"
 
 
 def test_sweep_rows_equal_what_the_detectors_flag():
     from unpoison.detectors import DetectorInputs, get_detector
     from unpoison.metrics import detection_metrics
-    from unpoison.sweep import SweepGrid, threshold_sweep
+    from unpoison.stages.evaluate import sweep_detector
+    from unpoison.sweep import SweepGrid
 
     g = torch.Generator().manual_seed(0)
     n, n_b = 200, 8
@@ -150,7 +154,9 @@ def test_sweep_rows_equal_what_the_detectors_flag():
     base = both[:, :1, :] + 50 * (torch.arange(n) < 20)
     poisons = list(range(20))
     grid = SweepGrid(taus=[0.0, -1.0, -5.0], ks=[0, 1, 8], thresholds=[0.0, 40.0], n_points=2)
-    rows = threshold_sweep(both, base, poisons, grid)
+    scores = {"both": {"scores": both}, "base": {"scores": base}}
+    rows = (sweep_detector("delta_influence", "delta_influence", {"tau": 0.0, "k": 1, "n_points": None}, scores, poisons, grid)
+            + sweep_detector("ekfac", "ekfac", {"threshold": 0.0, "n_points": None}, scores, poisons, grid))
     assert len(rows) == 3 * 2 + 2  # k = 8 = n_b is not a valid k and is skipped
     inputs = DetectorInputs(scores={"both": {"scores": both}, "base": {"scores": base}})
     for r in rows:
@@ -165,7 +171,7 @@ def test_sweep_rows_equal_what_the_detectors_flag():
 
 
 def test_counterfactual_splits_poisons_into_detected_and_missed():
-    from unpoison.stages.counterfactual import split_poisons
+    from unpoison.stages.evaluate import split_poisons
 
     detected, missed = split_poisons(np.array([1, 5, 7, 100]), [5, 6, 7, 8])
     assert detected.tolist() == [5, 7] and missed.tolist() == [6, 8]
@@ -194,7 +200,7 @@ def test_oracle_draws_are_seeded_by_the_run():
 def test_only_the_oracle_reads_the_truth():
     from unpoison.detectors import DETECTORS
 
-    assert [n for n, cls in DETECTORS.items() if cls.needs_truth] == ["oracle"]
+    assert [n for n, cls in DETECTORS.items() if cls.needs_truth()] == ["oracle"]
     with pytest.raises(ValueError, match="ground truth"):
         get_detector("oracle").detect(DetectorInputs(seed=0))
     with pytest.raises(ValueError, match="fraction: 0.0 is not allowed"):
@@ -202,33 +208,36 @@ def test_only_the_oracle_reads_the_truth():
 
 
 def test_the_detect_stage_refuses_truth_for_other_detectors(tmp_path):
-    from unpoison.stages.defend import detect
+    from unpoison.stages.detect import detect
 
     truth = tmp_path / "truth.json"
     truth.write_text('{"poison_indices": [1, 2, 3, 4]}')
-    with pytest.raises(ValueError, match="does not declare needs_truth"):
-        detect("ekfac", {"threshold": 0.0, "n_points": None}, str(tmp_path / "f.npy"), truth=str(truth), seed=0)
-    detect("oracle", {"fraction": 0.5}, str(tmp_path / "o.npy"), truth=str(truth), seed=0)
+    queries = str(tmp_path / "queries.pt")  # no meta file: the run's status is ok
+    with pytest.raises(ValueError, match="does not read `truth`"):
+        detect(method="ekfac", settings={"threshold": 0.0, "n_points": None}, seed=0, queries=queries,
+               flagged=str(tmp_path / "f.npy"), truth=str(truth))
+    detect(method="oracle", settings={"fraction": 0.5}, seed=0, queries=queries, flagged=str(tmp_path / "o.npy"),
+           truth=str(truth))
     assert len(np.load(tmp_path / "o.npy")) == 2
 
 
 def test_a_detector_asking_for_more_points_than_the_attack_gives_is_not_applicable(tmp_path):
-    """Witches' Brew has one target image: a 5-point variant writes empty flags whose meta says why, and the
-    evaluation and unlearning stages read that status (unpoison.status.flags_status)."""
-    import json
-
+    """Witches' Brew has one target image: a 5-point variant writes empty flags whose meta status says why, and the
+    evaluation and unlearning stages read that status (unpoison.status.read_status)."""
     from unpoison.io import save_torch
-    from unpoison.stages.defend import detect
-    from unpoison.status import flags_status
+    from unpoison.stages.detect import detect
+    from unpoison.status import State, read_status
 
     save_torch({"scores": torch.zeros(1, 7, 30), "labels": torch.zeros(1, 7, dtype=torch.int64)}, tmp_path / "both.pt")
     save_torch({"x": torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "labels": torch.zeros(1, dtype=torch.int64),
                 "test_index": torch.zeros(1, dtype=torch.int64)}, tmp_path / "queries.pt")
     out = tmp_path / "flagged.npy"
-    detect("delta_influence", {"tau": 0.0, "k": 1, "n_points": 5}, str(out), scores={"both": str(tmp_path / "both.pt")},
-           queries=str(tmp_path / "queries.pt"))
+    args = {"method": "delta_influence", "seed": 0, "queries": str(tmp_path / "queries.pt"), "flagged": str(out),
+            "scores_both": str(tmp_path / "both.pt")}
+    detect(settings={"tau": 0.0, "k": 1, "n_points": 5}, **args)
     assert np.load(out).size == 0
-    assert flags_status(str(out)) == "n/a (n_points = 5, but the attack gives 1 affected test point(s))"
-    detect("delta_influence", {"tau": 0.0, "k": 1, "n_points": 1}, str(out), scores={"both": str(tmp_path / "both.pt")},
-           queries=str(tmp_path / "queries.pt"))
-    assert flags_status(str(out)) is None and "not_applicable" not in json.loads((tmp_path / "flagged.npy.meta.json").read_text())
+    status = read_status(out)
+    assert status.state is State.TOO_FEW_POINTS
+    assert status.label == "n/a (n_points = 5, but the attack gives 1 affected test point(s))"
+    detect(settings={"tau": 0.0, "k": 1, "n_points": 1}, **args)
+    assert read_status(out).ok

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from unpoison.attacks import get_attack
-from unpoison.attacks.gaussian import channel_moments, noisy_pixels
+from unpoison.gus import channel_moments, noisy_pixels
 from unpoison.data import DatasetInfo
 from unpoison.gus import gaussian_unlearning_score, gus_summary, input_gradients, null_draws, score_perturbations
 from unpoison.queries import select_queries
-from unpoison.status import no_query_status, query_status
+from unpoison.status import State
 
 CPU = torch.device("cpu")
 
@@ -49,9 +49,9 @@ def test_poison_adds_noise_to_count_images_and_keeps_labels(digits):
 def test_no_query_for_an_attack_that_affects_no_test_point(digits, tiny_trained):
     atk = get_attack("gaussian", {"count": 5, "sigma": 0.1})
     res = atk.poison(digits, seed=0)
-    chosen = select_queries(tiny_trained[0], digits, atk, res.truth, 1, 0, CPU)
-    assert len(chosen["x"]) == 0 and "attack_failed" not in chosen
-    assert query_status(chosen) == no_query_status(chosen["no_query"]) and query_status(chosen).startswith("n/a (no affected")
+    chosen, status = select_queries(tiny_trained[0], digits, atk, res.truth, 1, 0, CPU)
+    assert len(chosen["x"]) == 0 and status.state is State.NO_QUERY
+    assert status.label.startswith("n/a (no affected test point") and status.blocks(True) and not status.blocks(False)
     with pytest.raises(ValueError, match="count"):
         atk_big = get_attack("gaussian", {"count": 10_000, "sigma": 0.1})
         atk_big.check(DatasetInfo(image_shape=(1, 8, 8), train_counts=np.full(10, 100), test_counts=None), 1)

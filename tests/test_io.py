@@ -12,7 +12,7 @@ from unpoison.data import TensorDataset01
 from unpoison.influence import FactorSettings, fit_factors
 from unpoison.io import UnreadableArtifactError, current_umask, load_torch, save_json, save_npy, save_torch
 from unpoison.models import build_model, load_checkpoint, save_checkpoint
-from unpoison.stages.model import model_spec
+from unpoison.stages.train import model_spec
 
 SPEC = {"name": "digits_cnn", "num_classes": 10, "in_channels": 1, "options": {"width": 4}}
 

@@ -64,9 +64,11 @@ def test_extra_columns_are_ignored_and_failed_attacks_are_left_out_with_their_re
             + det_rows("ekfac", [float("nan")] * 2, [float("nan")] * 2, uses_truth=False))
     df = pd.DataFrame(rows)
     df["status"] = ["ok", failed, failed, failed]
+    df["state"] = ["ok", "attack_failed", "attack_failed", "attack_failed"]
     t = table1(df, GRID)
     di = cell(t, "delta_influence")
-    assert di.n_seeds == 1 and di.cell == f"20.0 ± 0.0 / 100.0 ± 0.0 (1 seed); 1 of 2 seeds {failed}"  # no "n/a (n/a (...))"
+    assert di.n_seeds == 1
+    assert di.cell == f"20.0 ± 0.0 / 100.0 ± 0.0 (1 seed); attack failed on 1 of 2 seeds ({failed}): metrics over the others"
     assert cell(t, "ekfac").cell == failed
 
 
@@ -76,6 +78,7 @@ def test_a_cell_whose_seeds_are_all_na_for_different_reasons_names_each_with_its
     failed, one_point = "n/a (attack failed: target not flipped)", "n/a (n_points = 5, but the attack gives 1)"
     df = pd.DataFrame(det_rows("delta_influence", [float("nan")] * 3, [float("nan")] * 3))
     df["status"] = [failed, one_point, one_point]
+    df["state"] = ["attack_failed", "too_few_points", "too_few_points"]
     assert cell(table1(df, GRID), "delta_influence").cell == f"{one_point} (2 seeds); {failed} (1 seed)"
 
 
@@ -144,7 +147,7 @@ def test_write_paper_writes_every_file_with_provenance_and_placeholders_that_say
     outputs |= {f"table{i}_md": str(tmp_path / f"table{i}.md") for i in range(1, 6)}
     outputs |= {f"figure{i}": str(tmp_path / f"figure{i}.png") for i in range(2, 6)}
     g = grid({"ekfac": ("ekfac", 1), "delta_influence": ("delta_influence", 1)})
-    paper_figures.write_paper(DETECTION, UNLEARNING, None, g, {"digits / badnet": None}, outputs)
+    paper_figures.write_paper(DETECTION, UNLEARNING, None, g, {"delta_influence": {"digits / badnet": None}}, outputs)
     for key, path in outputs.items():
         assert (tmp_path / path).exists(), key
     for i in range(2, 6):
@@ -164,12 +167,14 @@ def test_influence_collapse_draws_the_first_seed_whose_attack_took(tmp_path, mon
     """Figure 2's panels: a seed whose attack failed (no query) is skipped; with none, a placeholder says why."""
     import torch
 
-    from unpoison.io import save_json, save_torch
+    from unpoison.io import save_json, save_meta, save_torch
     from unpoison.report import figures
+    from unpoison.status import attack_failed
 
     n_b, n = 4, 6
     failed, ok = tmp_path / "s0.pt", tmp_path / "s1.pt"
-    save_torch({"attack_failed": "target not flipped"}, failed)
+    save_torch({"scores": torch.empty(0, 1 + n_b, n)}, failed)
+    save_meta(failed, status=attack_failed("target not flipped").to_dict())
     save_torch({"scores": torch.randn(1, 1 + n_b, n), "labels": torch.zeros(1, 1 + n_b, dtype=torch.long)}, ok)
     truth = tmp_path / "truth.json"
     save_json({"poison_indices": [0, 2]}, truth)

@@ -140,7 +140,7 @@ def test_terminated_is_not_an_ordinary_exception():
     assert not issubclass(Terminated, Exception)
 
 
-@pytest.mark.parametrize("module", ["unpoison.stages.defend", "unpoison.stages.evaluate"])
+@pytest.mark.parametrize("module", ["unpoison.stages.detect", "unpoison.stages.unlearn", "unpoison.stages.evaluate"])
 def test_small_job_modules_do_not_import_torchvision_or_sklearn(module):
     """detect/unlearn/evaluate jobs are most of a grid's jobs; torchvision (which pulls in torch._dynamo) and
     scikit-learn cost ≈1–2 s of start-up each, so they are imported only where used."""

@@ -151,7 +151,7 @@ CONFIG_CASES = {
     "frequency lr 0": ({"detector_settings": {"frequency": {"lr": 0}}}, "detector_settings.frequency.lr: 0.0 is not allowed; it must be > 0"),
     "frequency typo": ({"detector_settings": {"frequency": {"treshold": 0.5}}}, "detector_settings.frequency: unknown key(s) ['treshold']; allowed: ['epochs', 'lr', 'seed', 'threshold']"),
     "spectral typo": ({"detector_settings": {"spectral_signatures": {"epsilon": 0.1}}}, "detector_settings.spectral_signatures: unknown key(s) ['epsilon']; allowed: ['eps']"),
-    "resources of a new rule": ({"resources": {"train_frequency": {"gpus": 1}}}, "resources.train_frequency: unknown key(s) ['gpus']"),
+    "resources of a new rule": ({"resources": {"train_detector_model": {"gpus": 1}}}, "resources.train_detector_model: unknown key(s) ['gpus']"),
     # attack parameters against the images and the class sizes
     "trigger value 300": (digits(attacks={"badnet": {"value": 300}}), "dataset_settings.digits.attacks.badnet.value: 300 is not allowed; it must be a pixel value in 0..255"),
     "trigger size 9 on 8×8": (
@@ -171,6 +171,9 @@ CONFIG_CASES = {
         {"attacks": ["smooth"], **digits(attacks={"smooth": {"count": 500}})}, "dataset_settings.digits.attacks.smooth.count: 500 is not allowed; it must be ≤ 139"),
     "smooth without settings": (
         {"attacks": ["badnet", "smooth"], **digits(attacks={"badnet": {}, "smooth": None})}, "dataset_settings.digits.attacks.smooth"),
+    "smooth search images above the smallest class": (
+        {"attacks": ["smooth"], **digits(attacks={"smooth": {"count": 40, "sigma": 1.5, "n_images": 500}})},
+        "dataset_settings.digits.attacks.smooth.n_images: 500 is not allowed; it must be ≤ 139"),
     "resources of train_clean": ({"resources": {"train_clean": {"gpus": 1}}}, "resources.train_clean: unknown key(s) ['gpus']"),
     "queries.count 0": ({"queries": {"count": 0}}, "queries.count: 0 is less than the minimum of 1"),
     "more queries than affected test images": ({"queries": {"count": 40}}, "queries.count: 40 affected test points requested, but the smallest class has only 35 test images"),
@@ -180,6 +183,19 @@ CONFIG_CASES = {
 @pytest.mark.parametrize("overrides, message", CONFIG_CASES.values(), ids=CONFIG_CASES.keys())
 def test_bad_config_is_refused_before_any_job(tmp_path, overrides, message):
     assert_refused(tmp_path, overrides, message)
+
+
+def test_detectors_outside_the_grid_are_type_checked_but_not_held_to_n_b(tmp_path):
+    """n_b = 1 with k = 0 for the Δ-Influence rules in the grid: the default settings of detectors NOT in the grid
+    (delta_influence_contrast, k = 1) do not stop the run; the same settings in the grid do; a type error outside
+    the grid still does."""
+    base = {"influence": {"n_b": 1}, "detector_settings": {"delta_influence": {"k": 0}}, "unlearners": ["none"]}
+    dry_run(tmp_path, {**base, "detectors": ["delta_influence"]})
+    assert_refused(tmp_path, {**base, "detectors": ["delta_influence", "delta_influence_contrast"]},
+                   "detector_settings.delta_influence_contrast.k: 1 must satisfy 0 ≤ k < n_b")
+    typo = {"detector_settings": {"delta_influence": {"k": 0}, "delta_influence_contrast": {"tau": "low"}}}
+    assert_refused(tmp_path, {**base, **typo, "detectors": ["delta_influence"]},
+                   "detector_settings.delta_influence_contrast.tau: 'low' must be a finite number")
 
 
 def _arrays(n_train=40, n_test=12, shape=(8, 8, 3), classes=4) -> dict[str, np.ndarray]:

@@ -134,8 +134,8 @@ def test_several_queries_are_clipped_to_the_target_and_a_budget_above_the_smalle
     model = tiny_trained[0]
     pred = int(predict(model, digits.x_test[:1], torch.device("cpu"))[0])
     truth = {"target_index": 0, "target_label": int(digits.y_test[0]), "adversarial_class": pred}
-    chosen = select_queries(model, digits, atk, truth, 5, 0, torch.device("cpu"))
-    assert len(chosen["x"]) == 1 and "attack_failed" not in chosen
+    chosen, status = select_queries(model, digits, atk, truth, 5, 0, torch.device("cpu"))
+    assert len(chosen["x"]) == 1 and status.ok
     with pytest.raises(ValueError, match=r"budget: 50 .*≤ 40, the smallest class"):
         atk.check(info, 1)
     get_attack("witches_brew", {"budget": 40}).check(info, 1)

@@ -46,12 +46,15 @@ def finished_run(tmp_path_factory):
 def test_run_writes_tables_and_figures(finished_run):
     det = pd.read_csv(finished_run / "results/tables/detection.csv")
     assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr",
-                                 "precision", "uses_truth", "status"]
-    assert (det.status == "ok").all()
+                                 "precision", "uses_truth", "status", "state"]
+    assert (det.status == "ok").all() and (det.state == "ok").all()
     assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all() and not det.uses_truth.any()
     unl = pd.read_csv(finished_run / "results/tables/unlearning.csv")
     assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds",
-                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status"]
+                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status", "r_acc", "der",
+                                 "psr_relearned", "acc_relearned", "state"]
+    for col in ("r_acc", "der", "psr_relearned", "acc_relearned"):  # BackdoorBench's metrics and the relearning check
+        assert unl[col].between(0, 1).all(), col
     assert set(unl.unlearner) == {"none", "eu"}
     eu = unl[unl.unlearner == "eu"].merge(det, on=["dataset", "attack", "seed", "detector"])
     assert (eu.seconds > 0).all() and (eu.cpu_seconds > 0).all() and (eu.cost_vs_eu == 1.0).all()
@@ -62,7 +65,7 @@ def test_run_writes_tables_and_figures(finished_run):
     assert {"tpr_mean", "tpr_std", "psr_mean", "clean_acc_std", "attack_success", "status"} <= set(summary.columns)
     ref = summary[summary.detector == "—"]  # BadNet only: no clean model, the poisoned model's reference row
     assert list(ref.unlearner) == ["poisoned model"] and (summary.attack_success == 1).all()
-    for fig in ("digits_badnet_influence_collapse.png", "digits_badnet_psr_vs_accuracy_eu.png"):
+    for fig in ("digits_badnet_delta_influence_influence_collapse.png", "digits_badnet_psr_vs_accuracy.png"):
         assert (finished_run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
     sweep = pd.read_csv(finished_run / "results/tables/sweep.csv")
     assert set(sweep.detector) == {"delta_influence", "ekfac"} and len(sweep) == 5 * 4 + 4  # τ × k (k < n_b = 6) + thresholds
@@ -117,7 +120,7 @@ def test_every_result_file_carries_provenance(finished_run):
 
 
 ALL_DETECTORS = "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
-DEFENDER_RULES = ("detect", "unlearn", "score_probes", "fit_ekfac", "train_model", "extract_features", "train_frequency")
+DEFENDER_RULES = ("detect", "unlearn", "score_probes", "fit_ekfac", "train_model", "extract_features", "train_detector_model")
 
 
 def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
@@ -131,7 +134,7 @@ def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
             seen.add(m.group(1))
             assert "truth.json" not in block.split("output:")[0], block
     assert seen == set(DEFENDER_RULES)
-    freq = next(b for b in blocks if "rule train_frequency:" in b)
+    freq = next(b for b in blocks if "rule train_detector_model:" in b)
     assert "results/digits/clean.pt" in freq.split("output:")[0] and "poisoned.pt" not in freq  # clean images only
 
 
@@ -205,7 +208,7 @@ def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
     assert jobs["train_model"] == 2 and jobs["fit_ekfac"] == 2 and jobs["score_probes"] == 2
     assert jobs["detect"] == 8 and jobs["unlearn"] == 16
     assert jobs["make_paper"] == 1  # the paper's tables and figures: one job for the whole grid
-    assert "train_clean" not in jobs and "evaluate_clean" not in jobs  # a BadNet-only grid needs no clean model
+    assert "train_clean" not in jobs and jobs["evaluate_models"] == 2  # BadNet only: no clean model; one evaluation per run
 
 
 # A second attack built on the clean model, registered in the Snakemake process itself (Witches' Brew will be one).
@@ -241,13 +244,14 @@ def test_one_clean_model_per_dataset_and_seed_however_many_attacks_use_it(tmp_pa
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["train_clean"] == 2 * 3  # datasets × seeds, shared by smooth and clean_dummy
-    assert jobs["train_model"] == 2 * 3 * 3 and jobs["evaluate_clean"] == 2 * 3 * 3  # every attack gets the reference row
-    assert jobs["poison_dataset"] == 2 * 3  # BadNet: no clean model, no artifacts
-    assert jobs["poison_dataset_smooth"] == jobs["poison_dataset_clean_dummy"] == 2 * 3
+    assert jobs["train_model"] == jobs["evaluate_models"] == 2 * 3 * 3  # every run gets the clean reference row
+    assert jobs["poison_dataset"] == 2 * 3 * 3  # one rule for every attack
     blocks = proc.stdout.split("\n\n")
-    dummy = next(b for b in blocks if "rule poison_dataset_clean_dummy:" in b and "digits_b/clean_dummy/s2/" in b)
+    dummy = next(b for b in blocks if "rule poison_dataset:" in b and "digits_b/clean_dummy/s2/" in b)
     assert "results/digits_b/clean/s2/model.pt" in dummy.split("output:")[0]
-    plain = next(b for b in blocks if "rule poison_dataset:" in b)
+    evaluate = next(b for b in blocks if "rule evaluate_models:" in b and "digits_b/clean_dummy/s2/" in b)
+    assert "results/digits_b/clean/s2/model.pt" in evaluate.split("output:")[0]
+    plain = next(b for b in blocks if "rule poison_dataset:" in b and "/badnet/" in b)
     assert "/clean/s" not in plain.split("output:")[0]  # BadNet does not wait for a clean model
 
 
@@ -267,7 +271,7 @@ def test_unlearn_on_narrows_an_unlearner_to_some_detectors(tmp_path):
                      "unlearners=[none,eu,scrub]", "unlearn_on={scrub: [delta_influence]}", "counterfactual=[]")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
-    assert jobs["unlearn"] == 2 * 3 and jobs["evaluate_unlearned"] == 2 * 3
+    assert jobs["unlearn"] == 2 * 3 and jobs["evaluate_models"] == 2
     assert "unlearned/ekfac/scrub" not in proc.stdout and "unlearned/delta_influence/scrub" in proc.stdout
 
 
@@ -304,7 +308,7 @@ def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_mod
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["train_model"] == 6 and jobs["detect"] == 18
-    assert jobs["train_frequency"] == 2  # one per dataset, whatever the seeds and attacks
+    assert jobs["train_detector_model"] == 2  # one per dataset, whatever the seeds and attacks
     assert jobs["extract_features"] == 6  # one per model, shared by activation clustering and spectral signatures
     assert "fit_ekfac" not in jobs and "score_probes" not in jobs  # no detector here reads influence
 
@@ -319,11 +323,30 @@ def test_feature_and_frequency_detectors_run_on_the_tiny_model(finished_run):
     assert 0.0 <= meta["holdout_accuracy"] <= 1.0 and meta["settings"] == {"seed": 0, "epochs": 2, "lr": 1.0}
     n = {d: len(np.load(finished_run / t)) for d, t in zip(("ac", "ss", "freq"), targets)}
     assert 0 < n["ac"] < 1437 and n["ss"] == sum(-(-15 * c // 100) for c in np.bincount(_labels(finished_run)))
-    assert (finished_run / "results/benchmarks/digits/train_frequency.tsv").exists()
+    assert (finished_run / "results/benchmarks/digits/train_detector_model/frequency.tsv").exists()
     assert (finished_run / RUN / "benchmarks/extract_features.tsv").exists()
     proc = snakemake(finished_run, "-n", "--cores", "1", *targets, "--config", "detector_settings={frequency: {epochs: 2, threshold: 0.9}}")
     jobs = job_counts(proc.stdout)
-    assert jobs.get("detect") == 1 and "train_frequency" not in jobs  # a threshold re-runs detection only
+    assert jobs.get("detect") == 1 and "train_detector_model" not in jobs  # a threshold re-runs detection only
+
+
+def test_a_plugin_detector_runs_through_the_workflow_without_editing_the_rules(finished_run, tmp_path):
+    """The worked example of docs/architecture.md: one module, registered through `plugins:`, gets its own detect
+    job with the inputs it declared and its rows in the tables; no rule mentions it."""
+    from docs_examples import plugin_example
+
+    module, name = plugin_example()
+    (tmp_path / "my_detectors.py").write_text(module)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    target = str(RUN / f"metrics/detection/{name}.json")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(finished_run),
+           "--configfile", str(TINY), "--cores", "2", target, "--config", "plugins=[my_detectors]",
+           f"detectors=[delta_influence,ekfac,{name}]"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = json.loads((finished_run / target).read_text())
+    assert row["detector"] == name and row["state"] == "ok" and row["n_flagged"] > 0
+    assert name not in "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
 
 
 def _labels(workdir: Path) -> np.ndarray:
@@ -360,18 +383,18 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
     jobs = job_counts(proc.stdout)
     models = 3 * 2 * 3  # datasets × attacks (badnet, smooth) × seeds
     assert jobs["train_model"] == jobs["fit_ekfac"] == jobs["score_probes"] == jobs["extract_features"] == models
-    assert jobs["prepare_dataset"] == jobs["train_frequency"] == 3
-    assert jobs["train_clean"] == 3 * 3 and jobs["poison_dataset_smooth"] == 3 * 3 and jobs["evaluate_clean"] == models
+    assert jobs["prepare_dataset"] == jobs["train_detector_model"] == 3
+    assert jobs["train_clean"] == 3 * 3 and jobs["poison_dataset"] == models and jobs["evaluate_models"] == models
     assert jobs["detect"] == models * 7 and jobs["unlearn"] == models * 7 * 2
     assert jobs["make_paper"] == 1  # one job for 3 datasets × 7 detectors × 3 unlearners
     blocks = proc.stdout.split("\n\n")
-    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_frequency",
-                 "train_clean", "poison_dataset_smooth"):
-        block = next(b for b in blocks if f"rule {rule}:" in b)
+    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_detector_model",
+                 "train_clean", "evaluate_models", "poison_dataset"):
+        block = next(b for b in blocks if f"rule {rule}:" in b and "/badnet/" not in b)
         res = block.split("resources:")[1].splitlines()[0]
         assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)
-    badnet = next(b for b in blocks if "rule poison_dataset:" in b)
-    assert "gpu=" not in badnet.split("resources:")[1].splitlines()[0]  # BadNet's poisoning needs no GPU
+    badnet = next(b for b in blocks if "rule poison_dataset:" in b and "/badnet/" in b)
+    assert "gpu=0" in badnet.split("resources:")[1].splitlines()[0]  # BadNet's poisoning needs no GPU
 
 
 def test_failing_job_writes_its_traceback_to_the_rule_log(tmp_path):

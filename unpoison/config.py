@@ -115,7 +115,8 @@ def _check_methods(config: dict[str, Any]) -> None:
         settings = config["detector_settings"].get(name, {})
         method = _wrap(key, DETECTORS.method_of, name, settings)
         det = _wrap(key, DETECTORS.create, method, DETECTORS.variant_params(settings), key)
-        _wrap(key, det.check, n_b)
+        if name in config["detectors"]:  # settings of detectors outside the grid are type-checked only
+            _wrap(key, det.check, n_b)
         n_points = det.params.get("n_points")
         if name in config["detectors"] and n_points is not None and n_points > config["queries"]["count"]:
             raise ConfigError(
@@ -154,12 +155,10 @@ def _check_dataset(config: dict[str, Any], name: str, check_data: bool) -> None:
         raise ConfigError(f"{key}.source: {settings['source']!r} is not a known source; allowed: {sorted(SOURCES)}")
     source_args = _wrap(key, normalised_source, settings, key)
     train = _wrap(f"{key}.train", TrainRecipe.from_dict, settings["train"], f"{key}.train")
-    for name in config["unlearners"]:  # CF's settings override this dataset's recipe
+    for name in config["unlearners"]:  # each unlearner's settings against this dataset's recipe
         u_settings = config["unlearner_settings"].get(name, {})
-        if UNLEARNERS.method_of(name, u_settings) == "cf":
-            overrides = UNLEARNERS.variant_params(u_settings)
-            _wrap(f"unlearner_settings.{name}", TrainRecipe.from_dict, {**train.to_dict(), **overrides},
-                  f"unlearner_settings.{name} (on {key}.train)")
+        unlearner = UNLEARNERS.create(UNLEARNERS.method_of(name, u_settings), UNLEARNERS.variant_params(u_settings))
+        _wrap(f"unlearner_settings.{name} (on {key}.train)", unlearner.check, train)
     _known(f"{key}.attacks", settings["attacks"], ATTACKS)
     info = None
     if check_data:
@@ -216,8 +215,6 @@ def validate_config(config: dict[str, Any], check_data: bool = True, schema: str
         _check_dataset(config, name, check_data)
 
 
-check_config = validate_config  # the name the tests and older scripts use
-
 
 # ---- normalised params for the rules -------------------------------------------------------------
 
@@ -227,8 +224,6 @@ def normalised_source(settings: dict[str, Any], key: str = "dataset") -> dict[st
     given = {k: v for k, v in settings.items() if k not in SOURCE_EXCLUDED and k != "source"}
     return {"source": settings["source"], **bind_params(SOURCES[settings["source"]], given, key)}
 
-
-source_settings = normalised_source
 
 
 def normalised_model(model: dict[str, Any], key: str = "model") -> dict[str, Any]:

@@ -7,7 +7,6 @@ from typing import ContextManager, Literal
 
 import torch
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AmpName = Literal["none", "bf16", "fp16"]  # autocast choices in the config
 
 

@@ -29,3 +29,13 @@ class Execution:
     def merged(self, science: dict[str, Any]) -> dict[str, Any]:
         """The stage's full settings: its science plus these execution keys."""
         return {**science, **self.settings}
+
+    def torch_device(self):
+        """The resolved torch device (``auto`` → CUDA when present, else CPU)."""
+        from unpoison.device import resolve_device
+
+        return resolve_device(self.device)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """One execution setting (e.g. ``eval_batch_size``), or ``default``."""
+        return self.settings.get(key, default)

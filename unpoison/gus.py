@@ -7,7 +7,7 @@ cross-entropy gradient at the CLEAN image in [0, 1] pixel units (model in eval m
     I = ⟨g, δ − μ(x)⟩ / sqrt(Σᵢ gᵢ² v(xᵢ))
 
 where μ, v are the per-pixel mean and variance of the rounded, clipped noise channel
-(:func:`unpoison.attacks.gaussian.channel_moments`). Without rounding and clipping this is the published
+(:func:`channel_moments`). Without rounding and clipping this is the published
 ⟨g, ξ⟩ / (σ ‖g‖); under the null (θ never saw δ, so g is independent of it) I has mean 0 and variance 1 exactly,
 and is close to N(0, 1). A model that fitted x + δ to y has a lower loss along δ, so its I is NEGATIVE: the
 detection score is −I. The null is also drawn empirically: ``n_null`` fresh perturbations through the same
@@ -24,9 +24,32 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from unpoison.attacks.gaussian import channel_moments, noisy_pixels
 from unpoison.data import to_float
+from unpoison.params import require
 from unpoison.seeding import stage_seed
+
+
+def noisy_pixels(x: torch.Tensor, z: torch.Tensor, sigma: float) -> torch.Tensor:
+    """uint8 images ``x`` plus ``sigma``·``z`` ([0, 1] units; ``z`` standard normal, same shape), rounded to the
+    uint8 grid and clipped: the channel every Gaussian poison goes through."""
+    return (x.double() + 255.0 * sigma * z.double()).round().clamp(0, 255).to(torch.uint8)
+
+
+def channel_moments(sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance (float64, length 256, [0, 1] units) of the stored perturbation δ for each clean pixel
+    value 0..255, under the rounding and clipping of :func:`noisy_pixels` (exact, from the normal CDF)."""
+    require(sigma > 0, "sigma", sigma, "> 0")
+    s = 255.0 * sigma
+    p = torch.arange(256, dtype=torch.float64)[:, None]  # clean value
+    k = torch.arange(256, dtype=torch.float64)[None, :]  # stored value
+    upper = torch.special.ndtr((k + 0.5 - p) / s)
+    lower = torch.special.ndtr((k - 0.5 - p) / s)
+    upper[:, -1], lower[:, 0] = 1.0, 0.0  # everything above 254.5 is clipped to 255, below 0.5 to 0
+    prob = upper - lower
+    d = (k - p) / 255.0
+    mean = (prob * d).sum(1)
+    var = (prob * d**2).sum(1) - mean**2
+    return mean, var.clamp_min(0.0)
 
 
 def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:

@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -189,3 +189,32 @@ def save_meta(path: str | os.PathLike[str], **arguments: Any) -> None:
     seed = arguments.get("seed")
     record = provenance(seed=seed if isinstance(seed, (int, np.integer)) else None)
     save_json({**arguments, "provenance": record}, meta_path(path))
+
+
+def table_seeds(df: Any, seeds: Iterable[int] | None = None) -> list[int] | None:
+    """The seeds a table holds: ``seeds`` if given, else its ``seed`` column, else ``df.attrs["seeds"]``."""
+    if seeds is not None:
+        return sorted({int(s) for s in seeds})
+    if "seed" in df.columns:
+        return sorted({int(s) for s in df["seed"].dropna()})
+    return df.attrs.get("seeds")
+
+
+def write_csv(df: Any, path: str | os.PathLike[str], seeds: Iterable[int] | None = None) -> None:
+    """Write a table atomically, and beside it (``<path>.meta.json``) its provenance: code version, config
+    hash, the seeds it holds (``seeds`` or :func:`table_seeds`), library versions."""
+    from unpoison.provenance import provenance
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    save_json({"n_rows": len(df), "provenance": provenance(seeds=table_seeds(df, seeds))}, meta_path(path))
+
+
+def write_text(text: str, path: str | os.PathLike[str], seeds: Iterable[int] | None = None) -> None:
+    """Write a Markdown table atomically; with ``seeds``, a provenance line follows it."""
+    from unpoison.provenance import provenance, provenance_line
+
+    if seeds is not None:
+        text = text.rstrip("\n") + "\n\n" + provenance_line(provenance(seeds=sorted({int(s) for s in seeds}))) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

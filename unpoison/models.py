@@ -203,11 +203,6 @@ def build_model(name: str, num_classes: int, in_channels: int, options: dict[str
     return MODELS[name](num_classes=num_classes, in_channels=in_channels, **model_options(name, options))
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def save_checkpoint(path: str, model: nn.Module, spec: dict[str, Any]) -> None:
     """Save a plain state dict plus the spec that rebuilds the architecture (no pickled objects).
 

@@ -110,3 +110,32 @@ class ConfigSettings:
     def execution(self) -> dict[str, Any]:
         """The settings that change only speed or memory."""
         return {k: v for k, v in self.to_dict().items() if k in self.execution_fields}
+
+
+PLUGINS_ENV = "UNPOISON_PLUGINS"  # the config's `plugins:`, passed to every job's process (os.pathsep-joined)
+
+
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import each module of the config's ``plugins:`` so that the attacks, detectors and unlearners it registers
+    exist in this process.
+
+    Raises:
+        ValueError: a module cannot be imported (the message names it and how to make it importable).
+    """
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ValueError(
+                f"plugins: cannot import {name!r} ({err}); install the package that holds it or put its folder on "
+                "PYTHONPATH"
+            ) from err
+
+
+def load_env_plugins() -> None:
+    """Import the plugins the workflow passed to this job through the environment (:data:`PLUGINS_ENV`)."""
+    import os
+
+    load_plugins([m for m in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if m])

@@ -1,6 +1,7 @@
 """Process set-up shared by stage entry points: log redirection, failure logging, SIGTERM, thread count.
 
-Every workflow script runs its stage inside :func:`logged`. It
+Every workflow script is ``run_step(snakemake, <stage function of the rule's name>)``: :func:`run_step` calls the
+stage with the rule's named inputs, outputs and params as keyword arguments, inside :func:`logged`, which
 
   * sends stdout/stderr to the rule's log file (Snakemake's ``log:`` does not redirect by itself);
   * on an exception writes the traceback to that log and re-raises, so the job fails and Snakemake's
@@ -20,7 +21,7 @@ import threading
 import traceback
 from pathlib import Path
 from types import FrameType
-from typing import Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import torch
 
@@ -82,3 +83,37 @@ def logged(log_path: str | None, threads: int | None = None) -> Iterator[TextIO]
                     traceback.print_exc(file=fh)
                     fh.flush()
                 raise
+
+
+def step_arguments(job: Any) -> dict[str, Any]:
+    """The named inputs, outputs and params of a Snakemake job object as one keyword mapping.
+
+    Raises:
+        TypeError: a name occurs twice (an input and an output named alike): rename one in the rule.
+    """
+    kwargs: dict[str, Any] = {}
+    for part in (job.input, job.output, job.params):
+        for name, value in part.items():
+            if name in kwargs:
+                raise TypeError(f"rule {getattr(job, 'rule', '?')}: {name!r} names two of its inputs/outputs/params; rename one")
+            kwargs[name] = value
+    return kwargs
+
+
+def run_step(job: Any, step: Callable[..., Any]) -> None:
+    """Run the stage function ``step`` for a Snakemake job (the ``snakemake`` object of a rule's script).
+
+    The rule's named inputs, outputs and params become ``step``'s keyword arguments; ``log`` (the open log
+    stream) is added when ``step`` takes it. Output, failures and SIGTERM are handled by :func:`logged`, and
+    torch's threads are capped at the job's ``threads``.
+    """
+    import inspect
+
+    from unpoison.registry import load_env_plugins
+
+    load_env_plugins()
+    kwargs = step_arguments(job)
+    with logged(job.log[0] if job.log else None, job.threads) as log:
+        if "log" in inspect.signature(step).parameters:
+            kwargs["log"] = log
+        step(**kwargs)

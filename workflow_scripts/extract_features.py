@@ -1,8 +1,4 @@
-from unpoison.runtime import logged
+from unpoison.runtime import run_step
 from unpoison.stages.detector_inputs import extract_features
 
-with logged(snakemake.log[0], snakemake.threads):
-    i, p = snakemake.input, snakemake.params
-    extract_features(
-        i.model, i.poisoned, p.execution.device, p.execution.settings["eval_batch_size"], snakemake.output.features,
-    )
+run_step(snakemake, extract_features)  # noqa: F821 (the object Snakemake gives a rule's script)

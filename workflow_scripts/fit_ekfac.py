@@ -1,7 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.influence import fit
+from unpoison.runtime import run_step
+from unpoison.stages.influence import fit_ekfac
 
-with logged(snakemake.log[0], snakemake.threads):
-    p = snakemake.params
-    fit(snakemake.input.model, snakemake.input.poisoned, p.execution.merged(p.settings), p.seed, p.execution.device, snakemake.output.factors,
-        queries=snakemake.input.queries)
+run_step(snakemake, fit_ekfac)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,7 +1,4 @@
-from unpoison.report.tables import counterfactual_markdown, counterfactual_table, write_csv, write_text
-from unpoison.runtime import logged
+from unpoison.runtime import run_step
+from unpoison.stages.report import make_counterfactual_table
 
-with logged(snakemake.log[0]):
-    table = counterfactual_table(snakemake.input.counterfactual)
-    write_csv(table, snakemake.output.counterfactual)
-    write_text(counterfactual_markdown(table), snakemake.output.markdown, seeds=table.attrs["seeds"])
+run_step(snakemake, make_counterfactual_table)  # noqa: F821 (the object Snakemake gives a rule's script)

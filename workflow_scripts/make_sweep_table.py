@@ -1,5 +1,4 @@
-from unpoison.report.tables import sweep_table, write_csv
-from unpoison.runtime import logged
+from unpoison.runtime import run_step
+from unpoison.stages.report import make_sweep_table
 
-with logged(snakemake.log[0]):
-    write_csv(sweep_table(snakemake.input.sweep), snakemake.output.sweep)
+run_step(snakemake, make_sweep_table)  # noqa: F821 (the object Snakemake gives a rule's script)

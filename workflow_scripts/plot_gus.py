@@ -1,6 +1,4 @@
-from unpoison.report.gus import gus_rows, plot_gus
-from unpoison.runtime import logged
+from unpoison.runtime import run_step
+from unpoison.stages.report import plot_gus
 
-with logged(snakemake.log[0]):
-    i, w = snakemake.input, snakemake.wildcards
-    plot_gus(gus_rows(i.poisoned, i.unlearned), snakemake.output.figure, f"{w.dataset} × {w.attack}: Gaussian Unlearning Score")
+run_step(snakemake, plot_gus)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,5 +1,4 @@
-from unpoison.runtime import logged
+from unpoison.runtime import run_step
 from unpoison.stages.data import prepare_dataset
 
-with logged(snakemake.log[0]):
-    prepare_dataset(snakemake.params.settings, snakemake.output.clean)
+run_step(snakemake, prepare_dataset)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,8 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.influence import score
+from unpoison.runtime import run_step
+from unpoison.stages.influence import score_probes
 
-with logged(snakemake.log[0], snakemake.threads):
-    i, p = snakemake.input, snakemake.params
-    outputs = {name: path for name, path in snakemake.output.items()}
-    score(i.model, i.poisoned, i.queries, i.factors, p.n_b, p.execution.merged(p.settings), p.seed, p.execution.device, outputs,
-          controls=i.get("controls"))
+run_step(snakemake, score_probes)  # noqa: F821 (the object Snakemake gives a rule's script)

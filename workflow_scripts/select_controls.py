@@ -1,9 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.controls import controls
+from unpoison.runtime import run_step
+from unpoison.stages.influence import select_controls
 
-with logged(snakemake.log[0], snakemake.threads):
-    i, p = snakemake.input, snakemake.params
-    controls(
-        i.clean, i.model, p.n_controls, p.seed, p.execution.device, snakemake.output.controls,
-        batch_size=p.execution.settings["eval_batch_size"], queries=i.queries,
-    )
+run_step(snakemake, select_controls)  # noqa: F821 (the object Snakemake gives a rule's script)

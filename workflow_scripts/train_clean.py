@@ -1,6 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.model import train_clean
+from unpoison.runtime import run_step
+from unpoison.stages.train import train_clean
 
-with logged(snakemake.log[0], snakemake.threads) as log:
-    p = snakemake.params
-    train_clean(snakemake.input.clean, p.model, p.recipe, p.seed, p.execution.device, snakemake.output.model, log)
+run_step(snakemake, train_clean)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,6 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.model import train
+from unpoison.runtime import run_step
+from unpoison.stages.train import train_model
 
-with logged(snakemake.log[0], snakemake.threads) as log:
-    p = snakemake.params
-    train(snakemake.input.clean, snakemake.input.poisoned, p.model, p.recipe, p.seed, p.execution.device, snakemake.output.model, log)
+run_step(snakemake, train_model)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,9 +1,4 @@
-from unpoison.runtime import logged
-from unpoison.stages.defend import unlearn
+from unpoison.runtime import run_step
+from unpoison.stages.unlearn import unlearn
 
-with logged(snakemake.log[0], snakemake.threads) as log:
-    i, p = snakemake.input, snakemake.params
-    unlearn(
-        p.method, p.settings, i.model, i.poisoned, i.flagged, p.recipe, p.seed, p.execution.device,
-        snakemake.output.model, log, queries=i.queries,
-    )
+run_step(snakemake, unlearn)  # noqa: F821 (the object Snakemake gives a rule's script)

@@ -1,4 +1,4 @@
-"""BadNet patch trigger (Gu et al. 2017), as used by the Δ-Influence paper (SPEC §4).
+"""BadNet patch trigger (Gu et al. 2017), as used by the Δ-Influence paper (Li et al. 2024).
 
 ``count`` victim-class training images receive a small patch at the bottom-right and the target label.
 Patterns:
@@ -55,6 +55,9 @@ def apply_patch(
 @register_attack("badnet")
 class BadNet(Attack):
     """Dirty-label patch backdoor. Params: ``count`` (poisons), ``pattern``, ``size``, ``value``, ``margin``."""
+
+    display_name = "BadNet"
+    citation = "Gu et al. 2017, BadNets: Identifying Vulnerabilities in the Machine Learning Model Supply Chain"
 
     def __init__(
         self, count: int = 500, pattern: Pattern = "reference", size: int = 3, value: int = 0, margin: int = 1

@@ -24,8 +24,8 @@ class PoisonResult:
     x_train: torch.Tensor
     y_train: torch.Tensor
     truth: dict[str, Any]
-    # Arrays a user may want to look at (e.g. a smooth trigger), saved beside the poisoned set; never read by
-    # detectors or unlearners.
+    # Arrays a user may want to look at (e.g. a smooth trigger), saved as .npy and .png in RUN/artifacts/; never
+    # read by detectors or unlearners.
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -45,10 +45,11 @@ class Attack(ABC):
 
     name: str = ""
     needs_clean_model: ClassVar[bool] = False  # True: poison() receives a CleanModel (rule train_clean)
-    # Names of the PoisonResult.artifacts the attack always returns: the poison rule declares
-    # RUN/artifacts/<name>.npy and .png as outputs for them (known when the DAG is built). Artifacts returned
-    # but not listed here are still saved as .npy beside them, untracked by Snakemake.
-    artifact_names: ClassVar[tuple[str, ...]] = ()
+    display_name: ClassVar[str] = ""  # how tables and figures print it
+    citation: ClassVar[str] = ""  # the paper it implements
+    # Report tables of its own besides PSR (``gus``: the Gaussian Unlearning Score table and figure), computed from
+    # the metrics its ``extra_metrics`` adds to every model's row.
+    report_tables: ClassVar[tuple[str, ...]] = ()
     # False for an attack that affects no test point by design (Gaussian poisoning): no query exists, PSR is
     # undefined, and the attack is measured by ``extra_metrics`` instead (see unpoison.status).
     affects_test: ClassVar[bool] = True

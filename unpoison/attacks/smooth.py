@@ -1,5 +1,5 @@
 """Smooth (low-frequency) trigger of Zeng et al. 2021, "Rethinking the backdoor attacks' triggers: a frequency
-perspective" (SPEC §4), dirty label.
+perspective", dirty label.
 
 The trigger ``v`` (C×H×W, values in [0, ``magnitude``]) is a universal adversarial perturbation computed on a
 model trained on the CLEAN training set (rule ``train_clean``): over ``n_images`` victim-class training images,
@@ -139,7 +139,8 @@ class Smooth(Attack):
     """
 
     needs_clean_model = True
-    artifact_names = ("trigger", "example")
+    display_name = "smooth trigger"
+    citation = "Zeng et al. 2021, Rethinking the Backdoor Attacks' Triggers: A Frequency Perspective"
 
     def __init__(
         self, count: int = 500, magnitude: float = 0.2, sigma: float = 6.0, passes: int = 5, n_images: int = 100,
@@ -168,6 +169,10 @@ class Smooth(Attack):
                 f"side (published σ = 6 px on 32×32: scale it by side/32, i.e. {6 * side / 32:g} px here)",
             )
         check_victim_counts(self.params["count"], info, n_queries)
+        if info.train_counts is not None:
+            smallest = int(min(info.train_counts))
+            require(self.params["n_images"] <= smallest, "n_images", self.params["n_images"],
+                    f"≤ {smallest}, the smallest class's training images (the trigger is searched on victim-class images)")
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         if clean is None:
@@ -179,7 +184,9 @@ class Smooth(Attack):
         if p["count"] > len(pool):
             raise ValueError(f"smooth count={p['count']} exceeds the {len(pool)} training images of victim class {victim}")
         idx = np.sort(rng.choice(pool, size=p["count"], replace=False))
-        search = np.sort(rng.choice(pool, size=min(p["n_images"], len(pool)), replace=False))
+        if p["n_images"] > len(pool):
+            raise ValueError(f"smooth n_images={p['n_images']} exceeds the {len(pool)} training images of victim class {victim}")
+        search = np.sort(rng.choice(pool, size=p["n_images"], replace=False))
         v, rates = universal_smooth_trigger(
             clean.model, data.x_train[torch.from_numpy(search)], target, p["magnitude"], p["sigma"], p["passes"],
             p["deepfool_steps"], rng, clean.device,

@@ -1,4 +1,4 @@
-"""Witches' Brew (Geiping et al. 2021, "Industrial Scale Data Poisoning via Gradient Matching"), SPEC §4.
+"""Witches' Brew (Geiping et al. 2021, "Witches' Brew: Industrial Scale Data Poisoning via Gradient Matching").
 
 A clean-label, targeted attack built on a model trained on the CLEAN set (:class:`CleanModel`): pick one
 test image the clean model classifies correctly and an adversarial class; perturb ``budget`` training images
@@ -172,8 +172,9 @@ class WitchesBrew(Attack):
     adversarial class), ``eps`` (/255), ``steps``, ``lr``, ``restarts``, ``batch_size``, ``augment``,
     ``ensemble``, ``target_quantile`` (see the module docstring)."""
 
+    display_name = "Witches' Brew"
+    citation = "Geiping et al. 2021, Witches' Brew: Industrial Scale Data Poisoning via Gradient Matching"
     max_queries = 1  # the one target test image: queries.count is clipped to 1 for this attack
-
     needs_clean_model = True
 
     def __init__(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from unpoison.data import DatasetError
-from unpoison.data.sources import _labels_to_tensor, _nhwc_to_tensor
+from unpoison.data.sources import labels_to_tensor, nhwc_to_tensor
 from unpoison.models import MODELS, Normalize, build_model
 from unpoison.params import ParamError
 
@@ -136,8 +136,8 @@ def load_npz_train(path: str | Path) -> TrainingSet:
             missing = [k for k in ("x_train", "y_train") if k not in z.files]
             if missing:
                 raise AuditError(f"{path}: missing arrays {missing}; the training .npz needs x_train and y_train")
-            x = _nhwc_to_tensor(z["x_train"], "x_train", str(path))
-            y = _labels_to_tensor(z["y_train"], "y_train", str(path))
+            x = nhwc_to_tensor(z["x_train"], "x_train", str(path))
+            y = labels_to_tensor(z["y_train"], "y_train", str(path))
             classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
     except AuditError:
         raise

@@ -15,7 +15,7 @@ import torch
 
 from unpoison.data.core import DatasetError, DatasetInfo, ImageData
 from unpoison.data.sources import register_describer, register_source
-from unpoison.data.torchvision_sources import DOWNLOADABLE, _check_image_size, _counts, _download_failed, _not_found, _root
+from unpoison.data.torchvision_sources import DOWNLOADABLE, check_image_size, class_counts, download_failed, not_found, dataset_root
 
 
 # ---- decoding folder formats ----------------------------------------------------------------------
@@ -103,7 +103,7 @@ def _imagenette_present(root: Path, size: str, download: bool) -> bool:
         )
     if download:
         return False
-    raise _not_found("imagenette", folder, missing, root, f"{folder.name}/ with train/ and val/ (one folder per WordNet id)")
+    raise not_found("imagenette", folder, missing, root, f"{folder.name}/ with train/ and val/ (one folder per WordNet id)")
 
 
 def _open_imagenette(root: Path, split: str, size: str, download: bool, loader: Callable[[str], Any]) -> Any:
@@ -116,7 +116,7 @@ def _open_imagenette(root: Path, split: str, size: str, download: bool, loader: 
         raise _folder_error("imagenette", root, KeyError(f"unknown WordNet id {err}")) from err
     except (OSError, RuntimeError, ValueError) as err:
         if not present:
-            raise _download_failed("imagenette", root, err) from err
+            raise download_failed("imagenette", root, err) from err
         raise _folder_error("imagenette", root, err) from err
 
 
@@ -140,9 +140,9 @@ def load_imagenette(
     Raises:
         DatasetError: files missing with ``download: false``, unreadable, or the download failed.
     """
-    path = _root("imagenette", root)
+    path = dataset_root("imagenette", root)
     variant = _imagenette_size(size)
-    side = _check_image_size("imagenette", image_size)
+    side = check_image_size("imagenette", image_size)
     loader = functools.partial(read_square_image, image_size=side)
     train = _open_imagenette(path, "train", variant, download, loader)
     test = _open_imagenette(path, "val", variant, False, loader)
@@ -156,9 +156,9 @@ def load_imagenette(
 def _describe_imagenette(
     root: str | None = None, download: bool = False, size: int | str = 160, image_size: int = 160
 ) -> DatasetInfo:
-    path = _root("imagenette", root)
+    path = dataset_root("imagenette", root)
     variant = _imagenette_size(size)
-    shape = (3, _check_image_size("imagenette", image_size), image_size)
+    shape = (3, check_image_size("imagenette", image_size), image_size)
     if not _imagenette_present(path, variant, download):
         return DatasetInfo(shape)
     # loader=str: file paths only, nothing is decoded
@@ -167,14 +167,14 @@ def _describe_imagenette(
     k = len(train.classes)
     labels = [[ds[i][1] for i in range(len(ds))] for ds in (train, test)]  # loader=str makes this cheap
     y_test = _align("imagenette", list(train.wnids), list(test.wnids), torch.as_tensor(labels[1], dtype=torch.int64))
-    return DatasetInfo(shape, _counts(labels[0], k), _counts(y_test.numpy(), k))
+    return DatasetInfo(shape, class_counts(labels[0], k), class_counts(y_test.numpy(), k))
 
 
 # ---- ImageFolder ----------------------------------------------------------------------------------
 
 
 def _imagefolder_splits(root: str | None, download: bool) -> tuple[Path, Path]:
-    path = _root("imagefolder", root)
+    path = dataset_root("imagefolder", root)
     if download:
         raise DatasetError(
             f"imagefolder: `download: true` is not possible (only {', '.join(DOWNLOADABLE)} download); "
@@ -221,7 +221,7 @@ def load_imagefolder(root: str | None = None, image_size: int = 160, download: b
         DatasetError: folders missing or empty, a test class unknown to train, or an undecodable image.
     """
     train_dir, test_dir = _imagefolder_splits(root, download)
-    side = _check_image_size("imagefolder", image_size)
+    side = check_image_size("imagefolder", image_size)
     loader = functools.partial(read_square_image, image_size=side)
     train = _open_imagefolder(train_dir, loader)
     test = _open_imagefolder(test_dir, loader)
@@ -234,9 +234,9 @@ def load_imagefolder(root: str | None = None, image_size: int = 160, download: b
 @register_describer("imagefolder")
 def _describe_imagefolder(root: str | None = None, image_size: int = 160, download: bool = False) -> DatasetInfo:
     train_dir, test_dir = _imagefolder_splits(root, download)
-    side = _check_image_size("imagefolder", image_size)
+    side = check_image_size("imagefolder", image_size)
     train = _open_imagefolder(train_dir, loader=str)  # file discovery only, nothing is decoded
     test = _open_imagefolder(test_dir, loader=str)
     k = len(train.classes)
     y_test = _align("imagefolder", list(train.classes), list(test.classes), torch.as_tensor(test.targets, dtype=torch.int64))
-    return DatasetInfo((3, side, side), _counts(train.targets, k), _counts(y_test.numpy(), k))
+    return DatasetInfo((3, side, side), class_counts(train.targets, k), class_counts(y_test.numpy(), k))

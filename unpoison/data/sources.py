@@ -50,7 +50,7 @@ def register_describer(name: str) -> Callable[[Describer], Describer]:
     return deco
 
 
-def _nhwc_to_tensor(x: np.ndarray, key: str, where: str) -> torch.Tensor:
+def nhwc_to_tensor(x: np.ndarray, key: str, where: str) -> torch.Tensor:
     if x.dtype != np.uint8:
         raise DatasetError(f"{where}: array {key!r} must be uint8 (0..255), got {x.dtype}")
     if x.ndim == 3:  # N×H×W grayscale
@@ -66,7 +66,7 @@ def _nhwc_to_tensor(x: np.ndarray, key: str, where: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
-def _labels_to_tensor(y: np.ndarray, key: str, where: str) -> torch.Tensor:
+def labels_to_tensor(y: np.ndarray, key: str, where: str) -> torch.Tensor:
     if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)):
         raise DatasetError(f"{where}: array {key!r} must be a 1-D array of integer class labels, got {y.dtype} of shape {y.shape}")
     return torch.from_numpy(y.astype(np.int64))
@@ -94,9 +94,9 @@ def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0) -> Imag
         x, y, test_size=test_fraction, stratify=y, random_state=split_seed
     )
     return ImageData(
-        _nhwc_to_tensor(x_tr, "x_train", "sklearn_digits"),
+        nhwc_to_tensor(x_tr, "x_train", "sklearn_digits"),
         torch.from_numpy(y_tr),
-        _nhwc_to_tensor(x_te, "x_test", "sklearn_digits"),
+        nhwc_to_tensor(x_te, "x_test", "sklearn_digits"),
         torch.from_numpy(y_te),
         [str(c) for c in digits.target_names],
     )
@@ -126,10 +126,10 @@ def _read_npz(p: Path) -> ImageData:
         classes = [str(c) for c in z["classes"]] if "classes" in z.files else []
         try:
             return ImageData(
-                _nhwc_to_tensor(z["x_train"], "x_train", str(p)),
-                _labels_to_tensor(z["y_train"], "y_train", str(p)),
-                _nhwc_to_tensor(z["x_test"], "x_test", str(p)),
-                _labels_to_tensor(z["y_test"], "y_test", str(p)),
+                nhwc_to_tensor(z["x_train"], "x_train", str(p)),
+                labels_to_tensor(z["y_train"], "y_train", str(p)),
+                nhwc_to_tensor(z["x_test"], "x_test", str(p)),
+                labels_to_tensor(z["y_test"], "y_test", str(p)),
                 classes,
             )
         except DatasetError as err:

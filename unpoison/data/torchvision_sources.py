@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from unpoison.data.core import DatasetError, DatasetInfo, ImageData
-from unpoison.data.sources import _nhwc_to_tensor, register_describer, register_source
+from unpoison.data.sources import nhwc_to_tensor, register_describer, register_source
 
 DOWNLOADABLE = ("cifar10", "cifar100", "imagenette")
 
 
-def _root(source: str, root: str | None) -> Path:
+def dataset_root(source: str, root: str | None) -> Path:
     if not root:
         raise DatasetError(
             f"source {source} needs `root:`, the directory holding (or receiving, with `download: true`) the files"
@@ -40,7 +40,7 @@ def _root(source: str, root: str | None) -> Path:
     return Path(root).expanduser().resolve()
 
 
-def _not_found(source: str, where: Path, missing: list[str], root: Path, holds: str) -> DatasetError:
+def not_found(source: str, where: Path, missing: list[str], root: Path, holds: str) -> DatasetError:
     return DatasetError(
         f"{source} dataset not found at {str(where)!r} (missing: {', '.join(missing)}): set `download: true` in "
         f"this dataset's `dataset_settings.<name>` entry to download it into {str(root)!r}, or point `root:` at a "
@@ -48,14 +48,14 @@ def _not_found(source: str, where: Path, missing: list[str], root: Path, holds: 
     )
 
 
-def _download_failed(source: str, root: Path, err: Exception) -> DatasetError:
+def download_failed(source: str, root: Path, err: Exception) -> DatasetError:
     return DatasetError(
         f"{source}: could not download into {str(root)!r} ({type(err).__name__}: {err}); check the network, or "
         "fetch the archive elsewhere, unpack it under `root:` and set `download: false`"
     )
 
 
-def _check_image_size(source: str, image_size: Any) -> int:
+def check_image_size(source: str, image_size: Any) -> int:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise DatasetError(f"{source}: `image_size` must be a positive integer (pixels), got {image_size!r}")
     return image_size
@@ -84,7 +84,7 @@ def _cifar_present(source: str, root: Path, download: bool) -> bool:
         return True
     if download:
         return False
-    raise _not_found(source, folder, missing, root, f"{cls.base_folder}/ (the unpacked {cls.filename})")
+    raise not_found(source, folder, missing, root, f"{cls.base_folder}/ (the unpacked {cls.filename})")
 
 
 def _open_cifar(source: str, root: Path, train: bool, download: bool) -> Any:
@@ -95,7 +95,7 @@ def _open_cifar(source: str, root: Path, train: bool, download: bool) -> Any:
         return cls(str(root), train=train, download=download)
     except (RuntimeError, OSError) as err:
         if download:
-            raise _download_failed(source, root, err) from err
+            raise download_failed(source, root, err) from err
         raise DatasetError(
             f"{source} files at {str(root / cls.base_folder)!r} are unreadable or failed torchvision's md5 check "
             "(corrupted or partial copy): delete that folder and set `download: true` in this dataset's "
@@ -104,13 +104,13 @@ def _open_cifar(source: str, root: Path, train: bool, download: bool) -> Any:
 
 
 def _load_cifar(source: str, root: str | None, download: bool) -> ImageData:
-    path = _root(source, root)
+    path = dataset_root(source, root)
     train = _open_cifar(source, path, True, download)
     test = _open_cifar(source, path, False, False)  # the train call downloaded whatever was missing
     return ImageData(
-        _nhwc_to_tensor(train.data, "x_train", source),
+        nhwc_to_tensor(train.data, "x_train", source),
         torch.as_tensor(np.asarray(train.targets, dtype=np.int64)),
-        _nhwc_to_tensor(test.data, "x_test", source),
+        nhwc_to_tensor(test.data, "x_test", source),
         torch.as_tensor(np.asarray(test.targets, dtype=np.int64)),
         [str(c) for c in train.classes],
     )
@@ -150,13 +150,13 @@ def load_cifar100(root: str | None = None, download: bool = False) -> ImageData:
     return _load_cifar("cifar100", root, download)
 
 
-def _counts(targets: Any, num_classes: int) -> np.ndarray:
+def class_counts(targets: Any, num_classes: int) -> np.ndarray:
     return np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes)
 
 
 def _describe_cifar(source: str, root: str | None, download: bool) -> DatasetInfo:
     shape = (3, 32, 32)
-    path = _root(source, root)
+    path = dataset_root(source, root)
     if not _cifar_present(source, path, download):
         return DatasetInfo(shape)
     try:
@@ -168,7 +168,7 @@ def _describe_cifar(source: str, root: str | None, download: bool) -> DatasetInf
         raise
     # unpickling the batches is the cheapest way to the labels (~1 s for CIFAR-10 on one core)
     k = len(train.classes)
-    return DatasetInfo(shape, _counts(train.targets, k), _counts(test.targets, k))
+    return DatasetInfo(shape, class_counts(train.targets, k), class_counts(test.targets, k))
 
 
 @register_describer("cifar10")

@@ -45,7 +45,9 @@ def smaller_cluster(feats: np.ndarray, n_components: int) -> np.ndarray:
 class ActivationClustering(Detector):
     """Flag the smaller of two activation clusters of every label."""
 
-    needs_features = True
+    display_name = "Activation Clustering"
+    citation = "Chen et al. 2018, Detecting Backdoor Attacks on Deep Neural Networks by Activation Clustering"
+    reads = ("features", "poisoned")
 
     def __init__(self, n_components: int = 3) -> None:
         super().__init__(n_components=n_components)

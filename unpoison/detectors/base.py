@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from unpoison.registry import Registry
 @dataclass
 class DetectorInputs:
     """What a defender holds: whatever the detector declared it reads. The ground truth (``truth``) is
-    there only for a detector that declares ``needs_truth`` (the oracle, an upper bound, not a defence).
+    there only for a detector that reads it (the oracle, an upper bound, not a defence).
 
     ``scores[probe]`` is a dict with ``"scores"`` float (q, 1 + n_b, N) — column 0 is the untransformed
     query, columns 1.. the transformed ones — and ``"labels"`` (q, 1 + n_b). ``x_train``/``y_train`` are the
@@ -30,28 +30,32 @@ class DetectorInputs:
     y_train: torch.Tensor | None = None
     features: torch.Tensor | None = None  # float (N, D): the trained model's penultimate activations
     dataset_model: dict[str, Any] | None = None  # the detector's own per-dataset artifact, as saved
-    truth: dict[str, Any] | None = None  # truth.json: ONLY for detectors with needs_truth
+    truth: dict[str, Any] | None = None  # truth.json: ONLY for a detector that reads `truth` (the oracle)
     seed: int | None = None  # the run's seed (for detectors that draw at random)
 
 
 class Detector(ABC):
-    """One detection method; ``params`` come from ``detector_settings.<name>`` in the config."""
+    """One detection method; ``params`` come from ``detector_settings.<name>`` in the config.
+
+    A detector declares what it reads, and the workflow wires its inputs from that: ``probe`` (the influence
+    scores of the affected queries: ``base``, ``both``, ``label`` or ``image``), ``control_probe`` (the same for the
+    control queries, from the same scoring pass: ``inputs.scores["controls_<probe>"]``) and ``reads``, other input
+    kinds of :data:`unpoison.detectors.inputs.INPUT_KINDS` (``model``, ``poisoned``, ``features``,
+    ``dataset_model``, ``truth``). Only an upper bound that is not a defence (the oracle) may read ``truth``; its
+    rows are marked in the tables. A detector that reads ``dataset_model`` trains that model once per dataset on
+    the CLEAN training images in :meth:`train_dataset_model` (rule ``train_detector_model``), from the settings
+    listed in ``dataset_model_fields`` (the others, e.g. a threshold, only re-run detection).
+    """
 
     name: str = ""
-    probe: str | None = None  # influence-score file it reads ("base", "both", "label", "image"), or None
-    # probe whose scores it also reads for the run's CONTROL queries (clean test images the model gets right),
-    # from the same scoring pass: ``inputs.scores["controls_<probe>"]``
-    control_probe: str | None = None
-    needs_model: bool = False  # whether it reads the trained model and the training set
-    needs_features: bool = False  # whether it reads the model's penultimate features (+ the training set)
-    # Name of a model the detector trains once per dataset (on the CLEAN training images, by its own rule
-    # `train_<name>`), read with the training set; ``dataset_model_fields`` are the settings that determine
-    # that model (the others, e.g. a threshold, only re-run detection).
-    needs_dataset_model: str | None = None
-    dataset_model_fields: tuple[str, ...] = ()
-    # Whether it reads the attack's ground truth (truth.json). Only the oracle may: its rows are an upper
-    # bound that uses the truth, marked as such in the tables; the workflow gives truth.json to no other.
-    needs_truth: bool = False
+    display_name: ClassVar[str] = ""  # how tables and figures print it
+    citation: ClassVar[str] = ""  # the paper it implements
+    probe: ClassVar[str | None] = None
+    control_probe: ClassVar[str | None] = None
+    reads: ClassVar[tuple[str, ...]] = ()
+    dataset_model_fields: ClassVar[tuple[str, ...]] = ()
+    collapse_figure: ClassVar[bool] = False  # draw its influence-collapse figure (a Δ-rule on probe scores)
+    sweep_params: ClassVar[tuple[str, ...]] = ()  # its settings the threshold sweep varies (config `sweep:`)
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -61,9 +65,21 @@ class Detector(ABC):
         """Return the sorted, unique indices of flagged training points (int64)."""
 
     @classmethod
-    def reads_training_set(cls) -> bool:
-        """Whether the detector reads the (poisoned) training set: images and/or assigned labels."""
-        return cls.needs_model or cls.needs_features or cls.needs_dataset_model is not None
+    def needs_truth(cls) -> bool:
+        """Whether it reads the attack's ground truth (only the oracle, an upper bound)."""
+        return "truth" in cls.reads
+
+    @classmethod
+    def reads_query(cls) -> bool:
+        """Whether it reads influence scores of the defender's queries (it cannot run without an affected point)."""
+        return cls.probe is not None or cls.control_probe is not None
+
+    @classmethod
+    def train_dataset_model(
+        cls, x_train: torch.Tensor, settings: dict[str, Any], device: torch.device, log: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train the detector's per-dataset model on the CLEAN training images: (checkpoint payload, summary)."""
+        raise NotImplementedError(f"{cls.name} reads no dataset_model")
 
     def check(self, n_b: int) -> None:
         """Validate parameters before any job runs (raise ValueError naming key, value and what is allowed)."""
@@ -75,7 +91,7 @@ get_detector = DETECTORS.create  # get_detector(name, params) -> Detector
 
 
 def intersect_over_points(flags: torch.Tensor) -> np.ndarray:
-    """Indices flagged for EVERY test point: ``flags`` is a boolean (q, N) matrix (SPEC: several points)."""
+    """Indices flagged for EVERY test point: ``flags`` is a boolean (q, N) matrix (several affected points)."""
     return torch.nonzero(flags.all(dim=0)).flatten().numpy().astype(np.int64)
 
 

@@ -24,6 +24,8 @@ from unpoison.params import require
 class ControlCalibratedDeltaInfluence(Detector):
     """Δ-Influence (random label + augmentation probes) with τ set from control queries at level ``alpha``."""
 
+    display_name = "Δ-Influence (calibrated τ)"
+    citation = "this project (docs/methods.md): τ from the control queries' Δ statistic"
     probe = "both"
     control_probe = "both"
 

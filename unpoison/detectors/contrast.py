@@ -31,6 +31,8 @@ class ContrastDeltaInfluence(Detector):
     """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_control_fraction`` of the
     same-class controls."""
 
+    display_name = "Δ-Influence (contrast)"
+    citation = "this project (docs/methods.md): Δ-Influence minus points that collapse for clean same-class controls"
     probe = "both"
     control_probe = "both"
 

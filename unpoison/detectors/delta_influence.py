@@ -16,12 +16,15 @@ from unpoison.detectors.base import (
 from unpoison.params import require
 
 
+def collapse_counts(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """#{j : Δ(i, j) < τ} per test point and training point: int (q, N), from scores (q, 1 + n_b, N) whose column 0
+    is the untransformed query (Δ(i, j) = column j − column 0)."""
+    return ((scores[:, 1:, :] - scores[:, :1, :]) < tau).sum(dim=1)
+
+
 def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
-    """Boolean (q, N): the Δ-Influence rule per test point, from scores of shape (q, 1 + n_b, N)."""
-    n_b = scores.shape[1] - 1
-    delta = scores[:, 1:, :] - scores[:, :1, :]
-    collapsed = (delta < tau).sum(dim=1)
-    return collapsed >= (n_b - k)
+    """Boolean (q, N): the Δ-Influence rule per test point (collapse under at least n_b − k transforms)."""
+    return collapse_counts(scores, tau) >= (scores.shape[1] - 1 - k)
 
 
 class _DeltaRule(Detector):
@@ -45,13 +48,19 @@ class _DeltaRule(Detector):
 class DeltaInfluence(_DeltaRule):
     """Δ-Influence: random label AND random augmentation per transform."""
 
+    display_name = "Δ-Influence"
+    citation = "Li et al. 2024, Δ-Influence: Unlearning Poisons via Influence Functions"
     probe = "both"
+    collapse_figure = True
+    sweep_params = ("tau", "k")
 
 
 @register_detector("label_only")
 class LabelOnly(_DeltaRule):
     """Ablation (paper Table 2): same image, random labels."""
 
+    display_name = "label-only ablation"
+    citation = "Li et al. 2024 (Table 2)"
     probe = "label"
 
 
@@ -59,4 +68,6 @@ class LabelOnly(_DeltaRule):
 class ImageOnly(_DeltaRule):
     """Ablation (paper Table 2): augmented image, the query's label."""
 
+    display_name = "image-only ablation"
+    citation = "Li et al. 2024 (Table 2)"
     probe = "image"

@@ -17,7 +17,10 @@ from unpoison.detectors.base import (
 class EKFACThreshold(Detector):
     """Flag i when score(train_i, z_te) > ``threshold``."""
 
+    display_name = "EK-FAC"
+    citation = "Grosse et al. 2023, Studying Large Language Model Generalization with Influence Functions"
     probe = "base"
+    sweep_params = ("threshold",)
 
     def __init__(self, threshold: float = 0.0, n_points: int | None = None) -> None:
         super().__init__(threshold=threshold, n_points=n_points)

@@ -204,7 +204,9 @@ class FrequencyDetector(Detector):
     experiment seed and attack); ``threshold`` only re-runs detection.
     """
 
-    needs_dataset_model = "frequency"
+    display_name = "FreqDef"
+    citation = "Zeng et al. 2021, Rethinking the Backdoor Attacks' Triggers: A Frequency Perspective"
+    reads = ("dataset_model", "poisoned")
     dataset_model_fields = ("seed", "epochs", "lr")
 
     def __init__(self, threshold: float = 0.5, seed: int = 0, epochs: int = 10, lr: float = 0.05) -> None:
@@ -213,6 +215,14 @@ class FrequencyDetector(Detector):
         require(seed >= 0, "seed", seed, "≥ 0")
         require(epochs >= 1, "epochs", epochs, "≥ 1")
         require(lr > 0, "lr", lr, "> 0 (the Adadelta learning rate)")
+
+    @classmethod
+    def train_dataset_model(
+        cls, x_train: torch.Tensor, settings: dict[str, Any], device: torch.device, log: TextIO | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """FreqDef's classifier on the dataset's clean training images (``seed``, ``epochs``, ``lr``)."""
+        net, summary = train_frequency_classifier(x_train, settings["seed"], settings["epochs"], settings["lr"], device, log)
+        return frequency_checkpoint(net, tuple(x_train.shape[1:])), summary
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:
         if inputs.dataset_model is None or inputs.x_train is None:

@@ -2,8 +2,8 @@
 
 Not a defence: it isolates the unlearner from the detector. ``fraction: 1`` hands every unlearner exactly
 the poisons (no clean point in the forget set, none missed); smaller fractions model a detector that is
-perfectly precise but misses poisons (Potion's "discovery share"; the counterfactual of SPEC §2). It is the
-ONLY detector that declares ``needs_truth``: the workflow gives ``truth.json`` to no other detect job, and
+perfectly precise but misses poisons (Potion's "discovery share"; the paper's counterfactual, Table 3). It is the
+ONLY detector that reads ``truth``: the workflow gives ``truth.json`` to no other detect job, and
 the tables mark its rows (``uses_truth``).
 """
 
@@ -41,8 +41,9 @@ class Oracle(Detector):
         fraction: the share of the true poisons flagged, in (0, 1] (default 1: all of them).
     """
 
-    probe = None
-    needs_truth = True
+    display_name = "oracle"
+    citation = "an upper bound reading the ground truth (not a defence)"
+    reads = ("truth",)
 
     def __init__(self, fraction: float = 1.0) -> None:
         require(0 < fraction <= 1, "fraction", fraction, "in (0, 1] (the share of the true poisons to flag)")

@@ -3,7 +3,7 @@
 Per assigned (training) label with n points: centre the trained model's penultimate activations, take
 the top right singular vector v of the centred matrix, score each point by its squared projection
 ⟨x − mean, v⟩², and flag the ``ceil(1.5 · eps · n)`` highest scores (at most n). The Δ-Influence
-reference ran an uncentred whole-dataset variant with absolute thresholds; SPEC §3 prefers this one.
+reference ran an uncentred whole-dataset variant with absolute thresholds; the standard per-class one is implemented here.
 
 ``eps`` is the defender's assumed upper bound on the fraction of poisons among one label's points, set
 before seeing any attack. Default 0.1: the larger of the two poison rates Tran et al. evaluate (5 % and
@@ -39,7 +39,9 @@ def n_removed(eps: float, n: int) -> int:
 class SpectralSignatures(Detector):
     """Flag the ``ceil(1.5 · eps · n)`` largest spectral scores of every label."""
 
-    needs_features = True
+    display_name = "Spectral Signatures"
+    citation = "Tran et al. 2018, Spectral Signatures in Backdoor Attacks"
+    reads = ("features", "poisoned")
 
     def __init__(self, eps: float = 0.1) -> None:
         super().__init__(eps=eps)

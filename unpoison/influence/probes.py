@@ -83,6 +83,11 @@ class ProbeSet:
     random_labels: torch.Tensor
     augmentations: list[list[str]]
 
+    def columns(self, probe: str) -> torch.Tensor:
+        """(q, 1 + n_b) rows of each test point's query and its ``probe`` transforms; ``base``: (q, 1)."""
+        base = self.base_rows[:, None]
+        return base if probe == "base" else torch.cat([base, self.probe_rows[probe]], dim=1)
+
 
 def draw_random_labels(query_label: int, num_classes: int, n_b: int, rng: np.random.Generator) -> np.ndarray:
     """n_b labels uniform over classes ≠ ``query_label`` (distinct when enough classes exist)."""

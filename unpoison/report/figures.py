@@ -1,4 +1,5 @@
-"""Figures: influence collapse (paper Figure 2) and PSR vs clean accuracy after EU (paper Figure 3)."""
+"""Figures of the tidy results: influence collapse (paper Figure 2), PSR vs clean accuracy per unlearner, the
+threshold sweep, attack artifacts. Every writer goes through :func:`save_figure` (atomic PNG)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import atomic_path, load_json, load_torch  # noqa: E402
-from unpoison.status import OK, query_status  # noqa: E402
+from unpoison.report.stats import ok_rows  # noqa: E402
+from unpoison.status import read_status  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: str) -> None:
+def save_figure(fig: plt.Figure, path: str) -> None:
+    """Write ``fig`` as a PNG atomically and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -28,7 +31,7 @@ def placeholder(out: str, title: str, message: str) -> None:
     ax.axis("off")
     ax.text(0.5, 0.62, title, ha="center", va="center", fontsize=12, weight="bold", transform=ax.transAxes)
     ax.text(0.5, 0.3, message, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_collapse(
@@ -58,7 +61,7 @@ def plot_collapse(
     ax1.axhline(tau, color="k", lw=0.8, ls="--")
     ax1.set(xlabel="transform j", ylabel="Δ(i, j) = score(g_j(z)) − score(z)", title="influence change per transform (10–90 %)")
     ax1.legend(fontsize=8)
-    counts = (delta < tau).sum(axis=0)
+    counts = (delta < tau).sum(axis=0)  # the rule's collapse_counts of this point, from its Δ matrix
     bins = np.arange(n_b + 2) - 0.5
     for mask, colour, label in parts:
         ax2.hist(counts[mask], bins=bins, color=colour, alpha=0.7, label=label, log=True)
@@ -66,7 +69,7 @@ def plot_collapse(
     ax2.set(xlabel=f"#transforms with Δ < τ = {tau:g}", ylabel="training points", title="collapse count")
     ax2.legend(fontsize=8)
     fig.suptitle(title)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_influence_collapse(
@@ -85,12 +88,11 @@ def plot_influence_collapse(
     """
     first_reason = None
     for seed, scores, truth in runs:
-        payload = load_torch(scores)
-        reason = query_status(payload)
-        if reason:
-            first_reason = first_reason or reason
+        status = read_status(scores)
+        if not status.ok:
+            first_reason = first_reason or status.label
             continue
-        s = payload["scores"][0]  # (1 + n_b, N) for the first test point
+        s = load_torch(scores)["scores"][0]  # (1 + n_b, N) for the first test point
         delta = (s[1:] - s[:1]).numpy()  # n_b × N
         poison = np.zeros(delta.shape[1], dtype=bool)
         poison[load_json(truth)["poison_indices"]] = True
@@ -101,50 +103,49 @@ def plot_influence_collapse(
     return None
 
 
-def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearner: str = "eu", title: str = "") -> None:
-    """PSR against clean accuracy after ``unlearner`` per detector (mean ± std over seeds); the poisoned
-    model is the 'none' point."""
-    df = unlearning[unlearning.unlearner.isin([unlearner, "none"])]
-    if "status" in df:
-        df = df[df.status == OK]  # runs whose attack failed have no defence to plot
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearners: Sequence[str], title: str = "") -> None:
+    """One panel per unlearner: PSR against clean accuracy after it, per detector (mean ± std over seeds); the
+    poisoned model is the black cross. Rows that do not apply (the attack failed) are left out."""
+    df = unlearning[ok_rows(unlearning)]
+    fig, axes = plt.subplots(1, max(1, len(unlearners)), figsize=(5.2 * max(1, len(unlearners)), 4.2), squeeze=False)
     base = df[df.unlearner == "none"].drop_duplicates(["dataset", "attack", "seed"])
-    if len(base):
-        ax.errorbar(100 * base.clean_acc.mean(), 100 * base.psr.mean(), xerr=100 * base.clean_acc.std(ddof=0),
-                    yerr=100 * base.psr.std(ddof=0), fmt="X", color="k", ms=9, label="poisoned model")
-    for det, g in df[df.unlearner == unlearner].groupby("detector"):
-        ax.errorbar(100 * g.clean_acc.mean(), 100 * g.psr.mean(), xerr=100 * g.clean_acc.std(ddof=0),
-                    yerr=100 * g.psr.std(ddof=0), fmt="o", capsize=3, label=det)
-    ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=title or f"after {unlearner}")
-    ax.set_ylim(-5, 105)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, out)
-
+    for ax, unlearner in zip(axes[0], unlearners):
+        if len(base):
+            ax.errorbar(100 * base.clean_acc.mean(), 100 * base.psr.mean(), xerr=100 * base.clean_acc.std(ddof=0),
+                        yerr=100 * base.psr.std(ddof=0), fmt="X", color="k", ms=9, label="poisoned model")
+        for det, g in df[df.unlearner == unlearner].groupby("detector"):
+            ax.errorbar(100 * g.clean_acc.mean(), 100 * g.psr.mean(), xerr=100 * g.clean_acc.std(ddof=0),
+                        yerr=100 * g.psr.std(ddof=0), fmt="o", capsize=3, label=det)
+        ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=f"after {unlearner}")
+        ax.set_ylim(-5, 105)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    save_figure(fig, out)
 
 
 def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None:
-    """Precision against TPR over the Δ-Influence τ × k grid (one line per k) and the EK-FAC thresholds,
-    means over seeds: the threshold question as a curve, not a picked point."""
+    """Precision against TPR over each detector's swept settings, means over seeds: one line per detector and,
+    for a detector sweeping τ and k, per k (points annotated with τ or the threshold)."""
     if sweep.empty:
         placeholder(out, title, "no run with a successful attack: nothing to sweep")
         return
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
-    di = sweep[sweep.detector == "delta_influence"]
-    for k, part in di.groupby("k"):
-        part = part.sort_values("tau")
-        ax.plot(100 * part.tpr_mean, 100 * part.precision_mean, marker="o", label=f"Δ-Influence k={int(k)}")
-        for r in part.itertuples(index=False):
-            ax.annotate(f"τ={r.tau:g}", (100 * r.tpr_mean, 100 * r.precision_mean), fontsize=6, alpha=0.7)
-    ek = sweep[sweep.detector == "ekfac"].sort_values("threshold")
-    ax.plot(100 * ek.tpr_mean, 100 * ek.precision_mean, marker="s", color="k", ls="--", label="EK-FAC threshold")
-    for r in ek.itertuples(index=False):
-        ax.annotate(f"{r.threshold:g}", (100 * r.tpr_mean, 100 * r.precision_mean), fontsize=6)
+    for det, rows in sweep.groupby("detector", sort=False):
+        by_k = rows.k.notna().any()
+        for k, part in (rows.groupby("k") if by_k else [(None, rows)]):
+            along = "tau" if part.tau.notna().any() else "threshold"
+            part = part.sort_values(along)
+            name = f"{det} k={int(k)}" if k is not None else f"{det} ({along})"
+            ax.plot(100 * part.tpr_mean, 100 * part.precision_mean, marker="o", label=name)
+            for r in part.itertuples(index=False):
+                text = f"τ={r.tau:g}" if along == "tau" else f"{r.threshold:g}"
+                ax.annotate(text, (100 * r.tpr_mean, 100 * r.precision_mean), fontsize=6, alpha=0.7)
     ax.set(xlabel="TPR % (poisons found)", ylabel="precision % (flags that are poisons)", title=title)
     ax.set_xlim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_artifact(array: np.ndarray, out: str, title: str = "") -> None:
@@ -168,4 +169,4 @@ def plot_artifact(array: np.ndarray, out: str, title: str = "") -> None:
         ax.imshow(hwc[..., 0] if hwc.shape[-1] == 1 else hwc, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.axis("off")
     fig.suptitle(f"{title} ({note})", fontsize=8)
-    _save(fig, out)
+    save_figure(fig, out)

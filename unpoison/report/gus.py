@@ -17,13 +17,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.io import load_json  # noqa: E402
-from unpoison.report.figures import _save, placeholder  # noqa: E402
-from unpoison.report.tables import _summarise  # noqa: E402
-from unpoison.status import OK  # noqa: E402
+from unpoison.report.figures import placeholder, save_figure  # noqa: E402
+from unpoison.report.stats import ok_rows, summarise  # noqa: E402
 
 GUS_METRICS = ["gus_mean", "gus_tpr_at_1fpr", "gus_auc", "clean_acc", "seconds"]
 GUS_COLUMNS = ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "gus_mean", "gus_std", "gus_tpr_at_1fpr",
-               "gus_auc", "gus_null_mean", "gus_null_std", "gus_n_points", "seconds", "status"]
+               "gus_auc", "gus_null_mean", "gus_null_std", "gus_n_points", "seconds", "status", "state"]
 KEYS = ["dataset", "attack", "detector", "unlearner"]
 POISONED = ("—", "poisoned model")  # (detector, unlearner) of the reference row
 
@@ -39,16 +38,15 @@ def gus_rows(poisoned_files: Iterable[str], unlearned_files: Iterable[str]) -> p
     df = pd.DataFrame(rows)
     for c in GUS_COLUMNS + ["gus_values"]:
         if c not in df:
-            df[c] = np.nan if c != "status" else OK
-    df["status"] = [s if isinstance(s, str) else OK for s in df.status]
+            df[c] = np.nan
     df["gus_values"] = [v if isinstance(v, list) else [] for v in df.gus_values]
     return df[GUS_COLUMNS + ["gus_values"]].sort_values(["dataset", "attack", "detector", "unlearner", "seed"]).reset_index(drop=True)
 
 
 def gus_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of the GUS metrics per (dataset, attack, detector, unlearner), over rows whose status
-    is ok (``n_ok`` of ``n_seeds``; tables._summarise); the poisoned model first within each (dataset, attack)."""
-    out = _summarise(rows, KEYS, GUS_METRICS)
+    applies (``n_ok`` of ``n_seeds``); the poisoned model first within each (dataset, attack)."""
+    out = summarise(rows, KEYS, GUS_METRICS)
     out["_ref"] = out.unlearner != POISONED[1]
     return out.sort_values(["dataset", "attack", "_ref", "detector", "unlearner"], kind="stable").drop(columns="_ref").reset_index(drop=True)
 
@@ -78,7 +76,7 @@ def plot_gus(rows: pd.DataFrame, out: str, title: str = "") -> None:
     """Per model (poisoned, then each detector × unlearner that applied): the poisons' I values pooled over seeds,
     their mean, and the null band (N(0, 1): the central 98 %, i.e. ±2.33); a model that still carries the noise
     sits below the band."""
-    rows = rows[(rows.status == OK) & (rows.gus_values.map(len) > 0)]
+    rows = rows[ok_rows(rows) & (rows.gus_values.map(len) > 0)]
     if rows.empty:
         placeholder(out, title, "no model with a Gaussian Unlearning Score in this grid")
         return
@@ -95,4 +93,4 @@ def plot_gus(rows: pd.DataFrame, out: str, title: str = "") -> None:
     ax.set_xticks(range(len(groups)), [u if d == POISONED[0] else f"{u}\n({d})" for (d, u), _ in groups], rotation=60, fontsize=7, ha="right")
     ax.set(ylabel="I = ⟨∇ₓℓ, δ − μ⟩ / sd   (per poison)", title=title or "Gaussian Unlearning Score")
     ax.legend(fontsize=8, loc="lower right")
-    _save(fig, out)
+    save_figure(fig, out)

@@ -19,20 +19,13 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from unpoison.attacks import ATTACKS
-from unpoison.status import OK, no_query_status  # OK: a row whose run's attack took (tables may carry a ``status``)
+from unpoison.report.stats import OK, pm, seed_word, summarise
+from unpoison.status import no_query
 
+# What the paper shows, as registered method names: Table 1's row order, Table 2's ablation, Tables 4-5's points.
 PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekfac", "delta_influence"]
 ABLATION = ["delta_influence", "label_only", "image_only"]
 POINTS = (1, 5, 10)
-LABELS = {
-    "spectral_signatures": "Spectral Signatures",
-    "activation_clustering": "Activation Clustering",
-    "frequency": "FreqDef",
-    "ekfac": "EK-FAC",
-    "delta_influence": "Δ-Influence",
-    "label_only": "label-only ablation",
-    "image_only": "image-only ablation",
-}
 DETECTION_METRICS = ["precision", "tpr", "n_flagged"]
 LONG_COLUMNS = ["detector", "method", "points", "dataset", "attack", "n_seeds", "precision_mean", "precision_std",
                 "tpr_mean", "tpr_std", "n_flagged_mean", "cell"]
@@ -62,12 +55,12 @@ class PaperGrid:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PaperGrid":
-        """From the workflow's ``params.grid``: ``detectors`` maps name → {method, points} (or a (method, points)
-        pair), ``unlearners`` name → method."""
+        """From the workflow's ``params.grid``: ``detectors`` maps name → {method, points}, ``unlearners`` name →
+        method."""
         dets = []
         for name, spec in d.get("detectors", {}).items():
-            method, points = (spec["method"], spec.get("points")) if isinstance(spec, Mapping) else spec
-            dets.append(Detector(name, method, None if points is None else int(points)))
+            points = spec.get("points")
+            dets.append(Detector(name, spec["method"], None if points is None else int(points)))
         return cls(list(d.get("datasets", [])), list(d.get("attacks", [])), dets, dict(d.get("unlearners", {})),
                    list(d.get("counterfactual", [])), [int(s) for s in d.get("seeds", [])])
 
@@ -102,50 +95,25 @@ class PaperGrid:
 
 
 def label(det: Detector) -> str:
-    """A detector's printed name: the paper's for a registered method under its own name; a named variant
-    shows its config name after its method's (``Δ-Influence: delta_influence_5pts``)."""
-    if det.name == det.method:
-        return LABELS.get(det.name, det.name)
-    return f"{LABELS[det.method]}: {det.name}" if det.method in LABELS else det.name
+    """A detector's printed name: its method's ``display_name``; a named variant shows its config name after its
+    method's (``Δ-Influence: delta_influence_5pts``)."""
+    from unpoison.detectors import DETECTORS
 
-
-def seed_word(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
-def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
-    """``mean ± std`` (percent by default)."""
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
-
-
-def _status_ok(df: pd.DataFrame) -> pd.Series:
-    if "status" not in df.columns:
-        return pd.Series(True, index=df.index)
-    return df["status"].isna() | (df["status"].astype(str) == OK)
+    cls = DETECTORS.get(det.method)
+    shown = cls.display_name if cls is not None and cls.display_name else det.method
+    return shown if det.name == det.method else f"{shown}: {det.name}"
 
 
 def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
-    """Mean and std (ddof=0, as the tidy summaries) over seeds of ``rows`` whose ``status`` (if any) is ok.
-
-    Returns a dict with ``n_seeds`` (rows averaged), ``<m>_mean``/``<m>_std`` per metric and ``note``: None,
-    or why the group has no usable row or which seeds were left out (an attack that failed on them).
-    """
+    """One group of :func:`unpoison.report.stats.summarise` as a dict: ``n_seeds`` (the rows averaged: those that
+    apply), ``<m>_mean``/``<m>_std`` per metric and ``note``: None, or why the group has no usable row or which
+    seeds were left out."""
     metrics = list(metrics)
-    ok = rows[_status_ok(rows)]
-    out: dict[str, Any] = {"n_seeds": len(ok), "note": None}
-    for m in metrics:
-        vals = pd.to_numeric(ok[m], errors="coerce") if m in ok.columns else pd.Series(dtype=float)
-        out[f"{m}_mean"] = float(vals.mean()) if vals.notna().any() else math.nan
-        out[f"{m}_std"] = float(vals.std(ddof=0)) if vals.notna().any() else math.nan
-    failed = rows[~_status_ok(rows)]
     if len(rows) == 0:
-        out["note"] = "missing: no rows"
-    elif len(ok) == 0:  # every seed n/a; seeds may differ in why (a brew: failed on one, 1 point on the others)
-        counts = failed["status"].astype(str).value_counts(sort=False)
-        out["note"] = counts.index[0] if len(counts) == 1 else "; ".join(
-            f"{why} ({seed_word(n)})" for why, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    elif len(failed):
-        out["note"] = f"{len(failed)} of {len(rows)} seeds {failed['status'].iloc[0]}"  # the status says "n/a (why)"
+        return {"n_seeds": 0, "note": "missing: no rows", **{f"{m}_{s}": math.nan for m in metrics for s in ("mean", "std")}}
+    g = summarise(rows.assign(_group=0), ["_group"], metrics).iloc[0]
+    out: dict[str, Any] = {"n_seeds": int(g.n_ok), "note": None if g.status == OK else str(g.status)}
+    out.update({f"{m}_{s}": float(g[f"{m}_{s}"]) for m in metrics for s in ("mean", "std")})
     return out
 
 
@@ -246,7 +214,7 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
                 if reason is not None:
                     rec["cell"] = reason
                 elif att in ATTACKS and not ATTACKS[att].affects_test:
-                    rec["cell"] = no_query_status(f"{att} affects no test point; the counterfactual does not apply")
+                    rec["cell"] = no_query(f"{att} affects no test point; the counterfactual does not apply").label
                 elif counterfactual is None or len(sel) == 0:
                     rec["cell"] = "missing: no rows in counterfactual.csv (not run yet?)"
                 else:

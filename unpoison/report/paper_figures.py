@@ -17,8 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from unpoison.report.figures import _save, placeholder  # noqa: E402  (one PNG writer for every figure)
-from unpoison.report.paper import PaperGrid, aggregate, label, seed_word  # noqa: E402
+from unpoison.report.figures import placeholder, save_figure  # noqa: E402
+from unpoison.report.paper import PaperGrid, aggregate, label  # noqa: E402
+from unpoison.report.stats import seed_word  # noqa: E402
 
 
 def assemble(panels: Mapping[str, str | None], out: str, title: str, missing: str = "not available") -> None:
@@ -36,7 +37,7 @@ def assemble(panels: Mapping[str, str | None], out: str, title: str, missing: st
         else:
             ax.text(0.5, 0.5, missing, ha="center", va="center", fontsize=10, transform=ax.transAxes)
     fig.suptitle(title)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def _reference(df: pd.DataFrame, ds: str, att: str) -> dict | None:
@@ -87,7 +88,7 @@ def plot_after_unlearner(unlearning: pd.DataFrame, grid: PaperGrid, unlearner_me
                 ax.set_title(f"{ds} / {att}: after {name}")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: str, out: str, title: str) -> None:
@@ -127,9 +128,11 @@ def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: 
             ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
+# The registered method each paper figure is about (Figure 2 and 4: a detector; Figures 3 and 5: an unlearner).
+FIGURE_METHODS = {"figure2": "delta_influence", "figure3": "eu", "figure4": "delta_influence", "figure5": "scrub"}
 FIGURE_TITLES = {
     "figure2": "Figure 2: influence collapse (Δ per transform, poisons vs clean points; first seed whose attack took)",
     "figure3": "Figure 3: PSR and clean accuracy after exact unlearning (EU) per detector",
@@ -140,7 +143,7 @@ FIGURE_TITLES = {
 
 def write_paper(
     detection: pd.DataFrame, unlearning: pd.DataFrame, counterfactual: pd.DataFrame | None, grid: PaperGrid,
-    collapse: Mapping[str, str | None], outputs: Mapping[str, str], seeds: list[int] | None = None,
+    collapse: Mapping[str, Mapping[str, str]], outputs: Mapping[str, str], seeds: list[int] | None = None,
 ) -> None:
     """Write every paper table (``tableN`` CSV with its provenance sidecar, ``tableN_md`` Markdown) and figure
     (``figureN``) named in ``outputs``.
@@ -149,12 +152,13 @@ def write_paper(
         detection, unlearning: ``results/tables/{detection,unlearning}.csv`` (extra columns are ignored).
         counterfactual: ``results/tables/counterfactual.csv``, or None when the grid has no counterfactual.
         grid: what was configured (:class:`PaperGrid`).
-        collapse: "dataset / attack" → the existing influence-collapse PNG (None: not made), for Figure 2.
+        collapse: detector name → {"dataset / attack": its influence-collapse PNG}; Figure 2 shows the detector the
+            paper's Figure 2 is about (:data:`FIGURE_METHODS`).
         outputs: output key → path.
         seeds: the seeds the tables aggregate (default: the detection table's ``seed`` column, else the grid's).
     """
+    from unpoison.io import write_csv, write_text
     from unpoison.report.paper import paper_tables
-    from unpoison.report.tables import write_csv, write_text
 
     if seeds is None:
         seeds = sorted({int(s) for s in detection["seed"].dropna()}) if "seed" in detection.columns else []
@@ -165,13 +169,15 @@ def write_paper(
         if f"{name}_md" in outputs:
             write_text(md, outputs[f"{name}_md"], seeds=seeds)
     if "figure2" in outputs:
-        if grid.detector("delta_influence") is None:
-            placeholder(outputs["figure2"], FIGURE_TITLES["figure2"], "not run (add `delta_influence` to detectors)")
+        method = FIGURE_METHODS["figure2"]
+        det = grid.pick(method)
+        if det is None:
+            placeholder(outputs["figure2"], FIGURE_TITLES["figure2"], f"not run (add `{method}` to detectors)")
         else:
-            assemble(collapse, outputs["figure2"], FIGURE_TITLES["figure2"], "missing: no influence-collapse figure")
-    if "figure3" in outputs:
-        plot_after_unlearner(unlearning, grid, "eu", outputs["figure3"], FIGURE_TITLES["figure3"])
+            assemble(dict(collapse.get(det.name, {})), outputs["figure2"], FIGURE_TITLES["figure2"],
+                     "missing: no influence-collapse figure")
+    for name in ("figure3", "figure5"):
+        if name in outputs:
+            plot_after_unlearner(unlearning, grid, FIGURE_METHODS[name], outputs[name], FIGURE_TITLES[name])
     if "figure4" in outputs:
-        plot_unlearners(unlearning, grid, "delta_influence", outputs["figure4"], FIGURE_TITLES["figure4"])
-    if "figure5" in outputs:
-        plot_after_unlearner(unlearning, grid, "scrub", outputs["figure5"], FIGURE_TITLES["figure5"])
+        plot_unlearners(unlearning, grid, FIGURE_METHODS["figure4"], outputs["figure4"], FIGURE_TITLES["figure4"])

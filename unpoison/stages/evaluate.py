@@ -1,79 +1,196 @@
-"""Stages: score detections and models against the ground truth (the only readers of truth.json)."""
+"""Steps of rules/evaluate.smk: score detections and models against the ground truth (with query selection, the only
+readers of truth.json), the threshold sweep, and the counterfactual of paper Table 3."""
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import Any, Sequence, TextIO
 
+import numpy as np
+import pandas as pd
+
+from unpoison.artifacts import load_clean, load_poisoned
 from unpoison.attacks import get_attack
-from unpoison.device import resolve_device
-from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json
+from unpoison.detectors import get_detector
+from unpoison.detectors.base import DetectorInputs
+from unpoison.execution import Execution
+from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json, write_csv
 from unpoison.metrics import detection_metrics, model_metrics
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
-from unpoison.stages.data import load_clean, load_poisoned
-from unpoison.status import OK, flags_status, query_status, read_attack_failure, status_of
+from unpoison.relearn import RelearnSettings, relearn_metrics
+from unpoison.status import OK, State, Status, read_status
+from unpoison.sweep import SWEEP_COLUMNS, SweepGrid
+from unpoison.training import TrainRecipe
+from unpoison.unlearners import UnlearnInputs, get_unlearner
+
+NAN = float("nan")
 
 
-def evaluate_detection(flagged: str, truth: str, ids: dict[str, Any], out: str) -> None:
-    """Detection metrics of one flagged set; ``ids`` (dataset, attack, seed, detector) go into the row. When the
-    flags are not applicable (their meta says why: ``detect`` records an attack that failed on this run, for every
-    detector, and a query-based detector without a query), the metrics are NaN and ``status`` says why."""
-    poisons = load_json(truth)["poison_indices"]
-    status = flags_status(flagged) or OK
-    if status != OK:
-        metrics = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), float("nan")), "n_poisons": len(poisons)}
-    else:
-        metrics = detection_metrics(load_npy(flagged), poisons)
-    save_json({**ids, **metrics, "status": status, "provenance": provenance(seed=ids.get("seed"))}, out)
+def as_list(value: str | Sequence[str]) -> list[str]:
+    """A rule's input or output that may be one path or a list of them, as a list."""
+    return [value] if isinstance(value, str) else list(value)
 
 
-def evaluate_model(
-    model: str, clean: str, truth: str, attack: str, attack_params: dict[str, Any], device: str,
-    ids: dict[str, Any], out: str, batch_size: int = 512, queries: str | None = None, skip_if_failed: bool = False,
-    poisoned: str | None = None,
+def status_fields(status: Status) -> dict[str, str]:
+    """A metrics row's ``state`` (for logic) and ``status`` (its label, for people)."""
+    return {"state": status.state.value, "status": status.label}
+
+
+def evaluate_detection(
+    *, flagged: str | Sequence[str], truth: str, metrics: str | Sequence[str], detectors: Sequence[str],
+    ids: dict[str, Any],
 ) -> None:
-    """Clean accuracy and PSR of a model, with the unlearning's ``seconds``, ``cpu_seconds`` and
-    ``budget_epochs`` from an unlearned model's meta file (0 for the poisoned model).
+    """Detection metrics of each detector's flags (``flagged`` and ``metrics`` follow ``detectors``' order). Flags
+    that do not apply (their meta status says why) get NaN metrics and that status."""
+    poisons = load_json(truth)["poison_indices"]
+    for name, flags, out in zip(detectors, as_list(flagged), as_list(metrics), strict=True):
+        status = read_status(flags)
+        if status.ok:
+            row = detection_metrics(load_npy(flags), poisons)
+        else:
+            row = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), NAN), "n_poisons": len(poisons)}
+        save_json({**ids, "detector": name, **row, **status_fields(status), "provenance": provenance(seed=ids["seed"])},
+                  out)
 
-    Args:
-        queries: the run's queries; the row's ``status`` says whether its attack took.
-        skip_if_failed: when the attack failed, or the unlearned model's meta says it is not applicable (its
-            detector needed a query the attack does not give), write NaN metrics instead of evaluating (the
-            model is then just the poisoned one: there was no affected point to defend).
-        poisoned: the poisoned training set, read when the attack's own metrics need it (Gaussian poisoning).
+
+class ModelEvaluator:
+    """Everything a run's model metrics share: the test data, the attack, its truth, the device."""
+
+    def __init__(self, clean: str, truth: str, attack: str, attack_settings: dict[str, Any], poisoned: str,
+                 execution: Execution, seed: int) -> None:
+        self.data, self.truth = load_clean(clean), load_json(truth)
+        self.attack = get_attack(attack, attack_settings)
+        self.x_poisoned, self.y_poisoned = load_poisoned(poisoned)
+        self.device, self.batch_size = execution.torch_device(), execution.get("eval_batch_size", 512)
+        self.seed = seed
+
+    def metrics(self, net) -> dict[str, Any]:
+        x_poisoned = self.x_poisoned if self.attack.metrics_read_poisoned else None
+        return model_metrics(net, self.data, self.attack, self.truth, self.device, self.batch_size, x_poisoned,
+                             self.seed)
+
+
+def evaluate_models(
+    *, model: str, clean: str, truth: str, queries: str, poisoned: str, attack: str, attack_settings: dict[str, Any],
+    ids: dict[str, Any], recipe: dict[str, Any], relearning: dict[str, Any], execution: Execution,
+    poisoned_metrics: str, unlearned: str | Sequence[str] = (), unlearned_metrics: str | Sequence[str] = (),
+    flagged: str | Sequence[str] = (), pairs: Sequence[Sequence[str]] = (), clean_model: str | None = None,
+    clean_model_metrics: str | None = None, log: TextIO | None = None,
+) -> None:
+    """Clean accuracy, PSR, R-Acc, the attack's own metrics and (with ``relearning``) the same after a brief clean
+    fine-tune, of the run's poisoned model, every unlearned model (``pairs`` = their (detector, unlearner), in the
+    order of ``unlearned`` and ``unlearned_metrics``; ``flagged`` = each pair's flags, whose complement is the retain
+    set relearning samples from) and, when given, the model trained on the clean data.
+
+    An unlearned model whose flags did not apply (its meta status says why) gets NaN metrics and that status; the
+    poisoned model is always measured, its status says when the attack failed.
     """
-    failed = read_attack_failure(queries)
-    meta = meta_path(model)
-    info = load_json(meta) if meta.exists() and ids.get("unlearner", "none") != "none" else {}
-    status = status_of(failed) if failed else (info.get("not_applicable") or OK)
-    if status != OK and skip_if_failed:
-        row = {**ids, "clean_acc": float("nan"), "psr": float("nan"), "seconds": 0.0, "cpu_seconds": 0.0, "budget_epochs": 0.0}
-        save_json({**row, "status": status, "provenance": provenance(seed=ids.get("seed"))}, out)
-        return
+    ev = ModelEvaluator(clean, truth, attack, attack_settings, poisoned, execution, ids["seed"])
+    relearn = RelearnSettings.from_dict(relearning)
+    train_recipe = TrainRecipe.from_dict(recipe)
+
+    def measure(net, forget: np.ndarray) -> dict[str, Any]:
+        row = ev.metrics(net)
+        if relearn.enabled:
+            row.update(relearn_metrics(net, ev, forget, train_recipe, relearn, log))
+        return row
+
+    run_status = read_status(queries)
+    poisoned_status = run_status if run_status.state is State.ATTACK_FAILED else OK
     net, _ = load_checkpoint(model)
-    atk = get_attack(attack, attack_params)
-    x_poisoned = load_poisoned(poisoned)[0] if poisoned and atk.metrics_read_poisoned else None
-    seed = int(ids.get("seed", 0))
-    m = model_metrics(net, load_clean(clean), atk, load_json(truth), resolve_device(device), batch_size, x_poisoned, seed)
-    times = {
-        "seconds": float(info.get("seconds", 0.0)),
-        "cpu_seconds": float(info.get("cpu_seconds", float("nan")) if info else 0.0),
-        "budget_epochs": float(info.get("report", {}).get("budget_epochs", float("nan")) if info else 0.0),
-    }
-    save_json({**ids, **m, **times, "status": status, "provenance": provenance(seed=ids.get("seed"))}, out)
+    times = dict.fromkeys(("seconds", "cpu_seconds", "budget_epochs"), 0.0)
+    row = {**ids, **measure(net, np.empty(0, dtype=np.int64)), **times, **status_fields(poisoned_status)}
+    save_json({**row, "provenance": provenance(seed=ids["seed"])}, poisoned_metrics)
+    for (detector, unlearner), path, flags, out in zip(pairs, as_list(unlearned), as_list(flagged),
+                                                       as_list(unlearned_metrics), strict=True):
+        info = load_json(meta_path(path))
+        status = Status.from_dict(info.get("status"))
+        row = {**ids, "detector": detector, "unlearner": unlearner, **status_fields(status)}
+        if status.ok:
+            row.update(measure(load_checkpoint(path)[0], load_npy(flags)), seconds=float(info.get("seconds", 0.0)),
+                       cpu_seconds=float(info.get("cpu_seconds", NAN)),
+                       budget_epochs=float(info.get("report", {}).get("budget_epochs", NAN)))
+        else:
+            row.update(clean_acc=NAN, psr=NAN, **times)
+        save_json({**row, "provenance": provenance(seed=ids["seed"])}, out)
+    if clean_model and clean_model_metrics:
+        row = {**ids, **ev.metrics(load_checkpoint(clean_model)[0]), **times, **status_fields(OK)}
+        save_json({**row, "provenance": provenance(seed=ids["seed"])}, clean_model_metrics)
 
 
-def sweep_thresholds(both: str, base: str, truth: str, grid: dict[str, Any], ids: dict[str, Any], out: str) -> None:
-    """TPR/precision over the τ × k grid (Δ-Influence) and the EK-FAC thresholds, from saved scores (CSV; no
-    rows when the run's attack failed)."""
-    import pandas as pd
+def sweep_thresholds(
+    *, truth: str, grid: dict[str, Any], detectors: dict[str, dict[str, Any]], ids: dict[str, Any], sweep: str,
+    **scores: str,
+) -> None:
+    """Detection metrics of each sweeping detector (name → {method, settings}) over the grid of its
+    ``sweep_params`` (config ``sweep``: taus, ks, thresholds), from its saved scores (``scores_<probe>`` inputs),
+    intersecting the first ``n_points`` affected points; a header-only table when no query was scored."""
+    settings = SweepGrid.from_dict(grid)
+    payloads = {k.removeprefix("scores_"): load_torch(p) for k, p in scores.items()}
+    statuses = [read_status(p) for p in scores.values()]
+    rows: list[dict[str, Any]] = []
+    if all(s.ok for s in statuses):
+        poisons = load_json(truth)["poison_indices"]
+        for name, spec in detectors.items():
+            rows += sweep_detector(name, spec["method"], spec["settings"], payloads, poisons, settings)
+    write_csv(pd.DataFrame([{**ids, **r} for r in rows], columns=[*ids, *SWEEP_COLUMNS]), sweep)
 
-    from unpoison.report.tables import write_csv
-    from unpoison.sweep import SWEEP_COLUMNS, SweepGrid, threshold_sweep
 
-    scores_both, scores_base = load_torch(both), load_torch(base)
-    if query_status(scores_both):  # no query was scored: a header-only table
-        write_csv(pd.DataFrame(columns=[*ids, *SWEEP_COLUMNS]), out)
+def sweep_detector(
+    name: str, method: str, settings: dict[str, Any], scores: dict[str, dict[str, Any]], poisons: list[int],
+    grid: SweepGrid,
+) -> list[dict[str, Any]]:
+    """One detector's rows of the sweep: every combination of the grid's values of its sweep parameters."""
+    from unpoison.detectors import DETECTORS
+
+    params = DETECTORS[method].sweep_params
+    probe = DETECTORS[method].probe
+    n_b = scores[probe]["scores"].shape[1] - 1
+    n_points = min(grid.n_points, scores[probe]["scores"].shape[0])
+    rows = []
+    for combo in itertools.product(*(grid.values(p) for p in params)):
+        values = dict(zip(params, combo))
+        if "k" in values and values["k"] >= n_b:  # k must be < n_b
+            continue
+        det = get_detector(method, {**settings, **values, "n_points": n_points})
+        flagged = det.detect(DetectorInputs(scores=scores))
+        full = {p: values.get(p, NAN) for p in ("tau", "k", "threshold")}
+        rows.append({"detector": name, **full, **detection_metrics(flagged, poisons)})
+    return rows
+
+
+def counterfactual(
+    *, model: str, clean: str, poisoned: str, flagged: str, truth: str, attack: str, attack_settings: dict[str, Any],
+    recipe: dict[str, Any], seed: int, ids: dict[str, Any], execution: Execution, metrics: str,
+    log: TextIO | None = None,
+) -> None:
+    """Retrain from scratch (exact unlearning, the run's recipe and seed) once without the DETECTED true poisons and
+    once without the MISSED ones; write TPR, PSR and clean accuracy. An evaluation that reads ground truth by
+    design: if the detected poisons carry the attack, removing them alone removes it. Rows with NaN metrics and the
+    flags' status when the flags do not apply."""
+    status = read_status(flagged)
+    if not status.ok:
+        rows = [{**ids, "removed": r, "n_removed": NAN, "tpr": NAN, "clean_acc": NAN, "psr": NAN,
+                 **status_fields(status)} for r in ("detected", "missed")]
+        save_json({"rows": rows}, metrics)
         return
-    rows = threshold_sweep(scores_both["scores"], scores_base["scores"], load_json(truth)["poison_indices"], SweepGrid.from_dict(grid))
-    write_csv(pd.DataFrame([{**ids, **r} for r in rows]), out)
+    net, spec = load_checkpoint(model)
+    ev = ModelEvaluator(clean, truth, attack, attack_settings, poisoned, execution, seed)
+    x, y = ev.x_poisoned, ev.y_poisoned
+    detected, missed = split_poisons(load_npy(flagged), ev.truth["poison_indices"])
+    tpr = len(detected) / max(1, len(detected) + len(missed))
+    rows = []
+    for removed, forget in (("detected", detected), ("missed", missed)):
+        inputs = UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, ev.device, log)
+        retrained = get_unlearner("eu").unlearn(inputs)
+        rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **ev.metrics(retrained),
+                     **status_fields(OK)})
+    save_json({"rows": rows, "provenance": provenance(seed=seed)}, metrics)
+
+
+def split_poisons(flagged: np.ndarray, poison_indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(detected, missed): the true poisons a detector flagged, and the rest of the poisons."""
+    poisons = np.asarray(poison_indices, dtype=np.int64)
+    detected = np.intersect1d(poisons, np.asarray(flagged, dtype=np.int64))
+    return detected, np.setdiff1d(poisons, detected)

@@ -1,4 +1,5 @@
-"""Stages: fit EK-FAC factors once per model; score every probe of every query in one pass."""
+"""Steps of rules/influence.smk: fit EK-FAC factors once per model; pick control queries; score every probe of
+every query in one pass over the training set."""
 
 from __future__ import annotations
 
@@ -7,69 +8,81 @@ from typing import Any
 
 import torch
 
+from unpoison.artifacts import load_clean, load_poisoned
+from unpoison.controls import select_controls as choose_controls
 from unpoison.data import TensorDataset01
-from unpoison.device import resolve_device
+from unpoison.execution import Execution
 from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
 from unpoison.io import load_json, load_torch, save_json, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
-from unpoison.stages.data import load_poisoned
-from unpoison.status import query_keys
-
+from unpoison.status import read_status
 
 SKIPPED = "SKIPPED.json"  # the only file of a factor directory that was not fitted (nothing to score)
 
 
-def fit(
-    model: str, poisoned: str, settings: dict[str, Any], seed: int, device: str, out_dir: str, queries: str | None = None
+def fit_ekfac(
+    *, model: str, poisoned: str, queries: str, factors: str, settings: dict[str, Any], seed: int, execution: Execution,
 ) -> None:
-    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into ``out_dir``.
+    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into the directory ``factors``.
 
-    When ``queries`` records that there is no query to score (the attack failed, or it affects no test point),
-    nothing is fitted: ``out_dir`` holds only ``SKIPPED.json`` with the reason, which :func:`score` accepts for
-    exactly such queries. On a GPU cluster this saves one factor fit per failed attack (a brew that did not flip its target).
+    When the queries' status says there is nothing to score (the attack failed, or it affects no test point),
+    nothing is fitted: ``factors`` holds only ``SKIPPED.json`` with the status, which :func:`score_probes`
+    accepts for exactly such queries.
     """
-    why = query_keys(load_torch(queries)) if queries else {}
-    if why:
-        print(f"no query to score ({why}): EK-FAC factors not fitted", flush=True)
-        record = {"skipped": True, "seed": seed, "settings": settings, **why, "provenance": provenance(seed=seed)}
-        save_json(record, Path(out_dir) / SKIPPED)
+    status = read_status(queries)
+    if not status.ok:
+        print(f"no query to score ({status.label}): EK-FAC factors not fitted", flush=True)
+        record = {"skipped": True, "seed": seed, "settings": settings, "status": status.to_dict(),
+                  "provenance": provenance(seed=seed)}
+        save_json(record, Path(factors) / SKIPPED)
         return
     net, _ = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
-    fit_factors(net, TensorDataset01(x, y), out_dir, FactorSettings.from_dict(settings), resolve_device(device), seed)
+    full = execution.merged(settings)
+    fit_factors(net, TensorDataset01(x, y), factors, FactorSettings.from_dict(full), execution.torch_device(), seed)
 
 
-def score(
-    model: str,
-    poisoned: str,
-    queries: str,
-    factors: str,
-    n_b: int,
-    settings: dict[str, Any],
-    seed: int,
-    device: str,
-    outputs: dict[str, str],
-    controls: str | None = None,
+def select_controls(
+    *, clean: str, model: str, queries: str, controls: str, n_controls: int, seed: int, execution: Execution,
+) -> None:
+    """Pick ``n_controls`` correctly classified test images by ``seed`` (its ``controls`` stream): of the first query's
+    predicted class when ``queries`` holds one, else of any class; never reads ground truth."""
+    net, _ = load_checkpoint(model)
+    q = load_torch(queries)
+    label = int(q["labels"][0]) if len(q.get("labels", [])) else None
+    chosen = choose_controls(net, load_clean(clean), n_controls, seed, execution.torch_device(),
+                             execution.get("eval_batch_size", 512), label)
+    save_torch(chosen, controls)
+    save_meta(controls, count=n_controls, seed=seed, test_index=chosen["test_index"], label=label)
+
+
+def write_empty_scores(outputs: dict[str, str], n_b: int, n_train: int, seed: int, settings: dict[str, Any],
+                       status: dict[str, str]) -> None:
+    """Score files with no query row, whose metadata carries the status that says why."""
+    for probe, path in outputs.items():
+        cols = 1 if probe == "base" else 1 + n_b
+        payload = {"scores": torch.empty(0, cols, n_train), "labels": torch.empty(0, cols, dtype=torch.int64)}
+        save_torch({**payload, **({"augmentations": []} if probe != "base" else {})}, path)
+        save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, status=status)
+
+
+def score_probes(
+    *, model: str, poisoned: str, queries: str, factors: str, n_b: int, settings: dict[str, Any], seed: int,
+    execution: Execution, controls: str | None = None, **outputs: str,
 ) -> None:
     """Score the base queries and the transformed queries of every requested probe in ONE pass.
 
     ``outputs`` maps probe name (``base``, ``both``, ``label``, ``image``) to its output path. Each file holds
     ``scores`` (q, 1 + n_b, N) with the untransformed query in column 0 (``base``: (q, 1, N)), the query
-    ``labels`` per column, and for transformed probes the augmentation family names. Names
-    ``controls_<probe>`` score the control queries of ``controls`` (clean test images the model gets right)
-    through that probe, in the same pass, with transforms drawn from their own ``probes/controls`` stream.
+    ``labels`` per column, and for transformed probes the augmentation family names. Names ``controls_<probe>``
+    score the control queries of ``controls`` (clean test images the model gets right) through that probe, in the
+    same pass, with transforms drawn from their own ``probes/controls`` stream.
     """
     x, y = load_poisoned(poisoned)
-    q = load_torch(queries)
-    why = query_keys(q)
-    if why:  # no affected point to score (attack failed, or none by design): empty score files that say why
-        for probe, path in outputs.items():
-            cols = 1 if probe == "base" else 1 + n_b
-            payload = {"scores": torch.empty(0, cols, len(y)), "labels": torch.empty(0, cols, dtype=torch.int64), **why}
-            save_torch({**payload, **({"augmentations": []} if probe != "base" else {})}, path)
-            save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, **why)
-        return
+    status = read_status(queries)
+    if not status.ok:  # no affected point to score: empty score files that say why
+        return write_empty_scores(outputs, n_b, len(y), seed, settings, status.to_dict())
     if (Path(factors) / SKIPPED).exists():
         raise ValueError(
             f"{factors} holds no EK-FAC factors: they were skipped because the queries had nothing to score when "
@@ -77,6 +90,7 @@ def score(
             f"Delete {factors} and re-run to fit them."
         )
     net, spec = load_checkpoint(model)
+    q = load_torch(queries)
     probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))
     control_probes = tuple(p.removeprefix("controls_") for p in outputs if p.startswith("controls_"))
     sets = {"": build_probe_set(q["x"], q["labels"], spec["num_classes"], n_b, seed, probes)}
@@ -84,25 +98,21 @@ def score(
         if controls is None:
             raise ValueError(f"outputs {sorted(outputs)} ask for control scores but no controls file was given")
         c = load_torch(controls)
-        sets["controls_"] = build_probe_set(c["x"], c["labels"], spec["num_classes"], n_b, seed, control_probes, "probes/controls")
+        sets["controls_"] = build_probe_set(c["x"], c["labels"], spec["num_classes"], n_b, seed, control_probes,
+                                            "probes/controls")
     offsets, start = {}, 0
     for prefix, ps in sets.items():
         offsets[prefix], start = start, start + len(ps.labels)
-    scores = score_queries(
-        net, factors,
-        TensorDataset01(torch.cat([ps.images for ps in sets.values()]), torch.cat([ps.labels for ps in sets.values()])),
-        TensorDataset01(x, y), ScoreSettings.from_dict(settings), resolve_device(device),
-    )
+    images, labels = torch.cat([ps.images for ps in sets.values()]), torch.cat([ps.labels for ps in sets.values()])
+    scores = score_queries(net, factors, TensorDataset01(images, labels), TensorDataset01(x, y),
+                           ScoreSettings.from_dict(execution.merged(settings)), execution.torch_device())
     for name, path in outputs.items():
         prefix = "controls_" if name.startswith("controls_") else ""
         probe, ps = name.removeprefix(prefix), sets[prefix]
-        cols = ps.base_rows[:, None]
-        if probe != "base":
-            cols = torch.cat([cols, ps.probe_rows[probe]], dim=1)
-        cols = cols + offsets[prefix]
-        labels = torch.cat([s.labels for s in sets.values()])
+        cols = ps.columns(probe) + offsets[prefix]
         payload: dict[str, Any] = {"scores": scores[cols].contiguous(), "labels": labels[cols].contiguous()}
         if probe != "base":
             payload["augmentations"] = ps.augmentations
         save_torch(payload, path)
-        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=start)
+        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=start,
+                  status=status.to_dict())

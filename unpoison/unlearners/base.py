@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import numpy as np
 import torch
@@ -79,7 +79,9 @@ class Unlearner(ABC):
     """
 
     name: str = ""
-    produces_model: bool = True  # False only for ``none`` (evaluate the poisoned model itself)
+    display_name: ClassVar[str] = ""  # how tables and figures print it
+    citation: ClassVar[str] = ""  # the paper it implements
+    produces_model: ClassVar[bool] = True  # False only for ``none`` (evaluate the poisoned model itself)
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -88,6 +90,10 @@ class Unlearner(ABC):
     @abstractmethod
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         """Return the unlearned model (a new module or ``inputs.model`` modified)."""
+
+    def check(self, recipe: TrainRecipe) -> None:
+        """Validate the settings against a dataset's training recipe before any job runs (raise ValueError naming
+        the key, the value and what is allowed)."""
 
     def forgets_nothing(self, inputs: UnlearnInputs) -> bool:
         """True when nothing was flagged: the unlearner then returns the model unchanged (logged, budget 0).

@@ -16,11 +16,12 @@ from torch import nn
 from unpoison.models import build_model
 from unpoison.params import require
 from unpoison.seeding import stage_seed
+from unpoison.training import Stepper
 from unpoison.unlearners.base import (
     ComputeBudget, UnlearnInputs, Unlearner, log_line, needs_retain, register_unlearner,
 )
 from unpoison.unlearners.finetune import (
-    DeviceData, Stepper, distillation_kl, frozen_copy, index_batches, kl_to_teacher, seeded_generator,
+    DeviceData, distillation_kl, frozen_copy, index_batches, kl_to_teacher, seeded_generator,
 )
 
 
@@ -37,7 +38,7 @@ class SCRUB(Unlearner):
     Published settings, by source: T = 4, α = 0.001, 3 epochs of which msteps = 2 max-epochs, retain batch
     128, forget batch 32, momentum 0.9, weight decay 5e-4 (Kurmanji et al.'s large-scale CIFAR notebook);
     lr 0.0025 (Goel et al.'s bench, ``--unlearn_lr=0.0025``; Kurmanji et al. used 5e-4). The loaders
-    SHUFFLE every epoch; the Δ-Influence reference code iterated them in a fixed order (SPEC §6).
+    SHUFFLE every epoch; the Δ-Influence reference code iterated them in a fixed order (fixed here).
 
     Compute: ``msteps · |S_f| · (1 + 1/3) + epochs · |S_r| · (1 + 1/3)`` image passes (the teacher's
     forward counted as a third), i.e. about 4 training epochs of the same model with the defaults.
@@ -116,8 +117,8 @@ class BadTeacher(Unlearner):
     stream) on forget points, over the shuffled union of the forget set and the retain points.
 
     Published (Chundawat et al.'s code, ``blindspot_unlearner`` and its CIFAR-Super20 notebook): 1 epoch,
-    Adam lr 1e-4, batch 256, T = 1, and a random 30 % of the retain set (``retain_fraction: 0.3``). SPEC §6
-    and Goel et al.'s bench use the full training set, the default here (``retain_fraction: 1``). The loss
+    Adam lr 1e-4, batch 256, T = 1, and a random 30 % of the retain set (``retain_fraction: 0.3``). The
+    paper and Goel et al.'s bench use the full training set, the default here (``retain_fraction: 1``). The loss
     is KL(teacher ‖ student) averaged over the batch (the reference's ``F.kl_div`` default also averages over
     classes, a constant factor that Adam's update does not see).
 

@@ -1,5 +1,5 @@
 """What the gradient-based unlearners share: the training set on the device, shuffled index batches from a
-seeded generator, an AMP-aware optimiser step and the distillation loss.
+seeded generator and the distillation loss (the AMP-aware optimiser step is :class:`unpoison.training.Stepper`).
 
 Data stay on the unlearner's device as uint8 (like :func:`unpoison.training.train_model`) and become [0, 1]
 floats one batch at a time; models normalise their inputs themselves. No augmentation: the reference
@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from unpoison.data import to_float
-from unpoison.device import autocast
 from unpoison.unlearners.base import UnlearnInputs
 
 
@@ -54,31 +53,6 @@ def index_batches(
 def seeded_generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (a stage seed of :mod:`unpoison.seeding`)."""
     return torch.Generator().manual_seed(seed)
-
-
-class Stepper:
-    """``loss → backward → optimiser step`` with autocast and, for fp16 on CUDA, gradient scaling."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device, amp: str) -> None:
-        self.optimizer = optimizer
-        self.device = device
-        self.amp = amp
-        self.scaler = torch.amp.GradScaler(device.type, enabled=(amp == "fp16" and device.type == "cuda"))
-
-    def autocast(self):
-        """The forward pass's autocast context (the recipe's ``amp``)."""
-        return autocast(self.device, self.amp)
-
-    def step(self, loss: torch.Tensor) -> float:
-        """One update; raises ``FloatingPointError`` when the loss is not finite (e.g. gradient ascent diverged)."""
-        value = float(loss.detach())
-        if not torch.isfinite(loss.detach()):
-            raise FloatingPointError(f"the unlearning loss became {value}: lower the lr or the budget")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return value
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -16,7 +16,8 @@ from unpoison.seeding import stage_seed
 from unpoison.unlearners.base import (
     ComputeBudget, UnlearnInputs, Unlearner, log_line, needs_retain, register_unlearner,
 )
-from unpoison.unlearners.finetune import DeviceData, Stepper, index_batches, seeded_generator
+from unpoison.training import Stepper
+from unpoison.unlearners.finetune import DeviceData, index_batches, seeded_generator
 
 
 def _sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:

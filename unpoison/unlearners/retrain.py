@@ -66,6 +66,10 @@ class CatastrophicForgetting(Unlearner):
         full = bind_params(TrainRecipe, params, key)
         return {k: full[k] for k in sorted(params or {})}
 
+    def check(self, recipe: TrainRecipe) -> None:
+        """The overrides applied to a dataset's recipe still make a valid recipe (e.g. milestones < epochs)."""
+        TrainRecipe(**{**recipe.to_dict(), **self.params})  # __post_init__ names the key that breaks
+
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         if self.forgets_nothing(inputs):
             return inputs.model
