@@ -17,6 +17,8 @@ def paper_grid():
         "detectors": detectors,
         "unlearners": {u: unlearner_method(u) for u in config["unlearners"]},
         "counterfactual": list(config.get("counterfactual", [])),
+        "display": {m: cls.display_name for m, cls in DETECTORS.items()},
+        "no_query_attacks": [a for a in config["attacks"] if not ATTACKS[a].affects_test],
     }
 
 

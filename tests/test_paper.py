@@ -11,10 +11,15 @@ from unpoison.report.paper import PAPER_ORDER, PaperGrid, markdown, paper_tables
 
 def grid(detectors, unlearners=("none", "eu"), counterfactual=(), datasets=("digits",), attacks=("badnet",)):
     """A PaperGrid from {name: (method, points)}."""
+    from unpoison.attacks import ATTACKS
+    from unpoison.detectors import DETECTORS
+
     return PaperGrid.from_dict({
         "datasets": list(datasets), "attacks": list(attacks), "seeds": [0, 1],
         "detectors": {n: {"method": m, "points": p} for n, (m, p) in detectors.items()},
         "unlearners": {u: u for u in unlearners}, "counterfactual": list(counterfactual),
+        "display": {m: cls.display_name for m, cls in DETECTORS.items()},
+        "no_query_attacks": [a for a in attacks if a in ATTACKS and not ATTACKS[a].affects_test],
     })
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-import torch
 
 
 def current_umask() -> int:
@@ -79,6 +79,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def save_torch(obj: Any, path: str | os.PathLike[str]) -> None:
     """Save plain tensors / state dicts / containers of them atomically with ``torch.save``."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -125,6 +127,8 @@ def load_torch(path: str | os.PathLike[str], mmap: bool = False) -> Any:
         FileNotFoundError: ``path`` does not exist.
         UnreadableArtifactError: the file is truncated, not a torch file, or holds pickled objects.
     """
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (FileNotFoundError, PermissionError, IsADirectoryError, MemoryError):  # not the content's fault
@@ -145,7 +149,8 @@ def _to_jsonable(obj: Any) -> Any:
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported: no import for this check
+    if torch is not None and isinstance(obj, torch.Tensor):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)

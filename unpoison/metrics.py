@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from unpoison.attacks import Attack
-from unpoison.data import ImageData
-from unpoison.training import accuracy, predict
+if TYPE_CHECKING:  # the report imports der() without torch
+    import torch
+    from torch import nn
+
+    from unpoison.attacks import Attack
+    from unpoison.data import ImageData
 
 
 def detection_metrics(flagged: np.ndarray, poison_indices: list[int] | np.ndarray) -> dict[str, Any]:
@@ -40,6 +41,8 @@ def model_metrics(
     ``x_poisoned`` (the poisoned training images) and ``seed`` are passed to :meth:`Attack.extra_metrics`
     (e.g. the Gaussian Unlearning Score).
     """
+    from unpoison.training import accuracy, predict
+
     x_aff, y_aff, target = attack.affected_test(data, truth)
     psr, r_acc = float("nan"), float("nan")
     if len(x_aff):

@@ -59,11 +59,27 @@ def _version(package: str) -> str | None:
         return None
 
 
+def torch_version() -> str | None:
+    """torch's own version string, which names the build (e.g. 2.4.1+cu121; the package metadata does not), read
+    from ``torch/version.py`` without importing torch (a report job then starts without torch's ~1.5 s import)."""
+    import sys
+    from importlib.util import find_spec
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"].__version__
+    spec = find_spec("torch")
+    version_file = Path(spec.origin).parent / "version.py" if spec and spec.origin else None
+    if version_file is None or not version_file.exists():
+        return _version("torch")
+    for line in version_file.read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("'\"")
+    return _version("torch")
+
+
 @lru_cache(maxsize=1)
 def _library_versions() -> dict[str, str | None]:
-    import torch  # its own version string names the build (e.g. 2.4.1+cu121), the package metadata does not
-
-    return {"torch": torch.__version__, "kronfluence": _version("kronfluence"), "python": platform.python_version()}
+    return {"torch": torch_version(), "kronfluence": _version("kronfluence"), "python": platform.python_version()}
 
 
 def provenance(seed: int | None = None, seeds: list[int] | None = None) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from unpoison.attacks import ATTACKS
 from unpoison.report.stats import OK, pm, seed_word, summarise
 from unpoison.status import no_query
 
@@ -27,7 +26,7 @@ PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekf
 ABLATION = ["delta_influence", "label_only", "image_only"]
 POINTS = (1, 5, 10)
 DETECTION_METRICS = ["precision", "tpr", "n_flagged"]
-LONG_COLUMNS = ["detector", "method", "points", "dataset", "attack", "n_seeds", "precision_mean", "precision_std",
+LONG_COLUMNS = ["detector", "label", "method", "points", "dataset", "attack", "n_seeds", "precision_mean", "precision_std",
                 "tpr_mean", "tpr_std", "n_flagged_mean", "cell"]
 
 
@@ -39,12 +38,21 @@ class Detector:
     name: str
     method: str
     points: int | None = None
+    label: str = ""  # how tables print it (:func:`label`)
+
+
+def label(name: str, method: str, display: Mapping[str, str]) -> str:
+    """A detector's printed name: its method's display name; a named variant shows its config name after its
+    method's (``Δ-Influence: delta_influence_5pts``)."""
+    shown = display.get(method) or method
+    return shown if name == method else f"{shown}: {name}"
 
 
 @dataclass(frozen=True)
 class PaperGrid:
-    """What was configured: the grid's datasets, attacks and seeds, detectors (in config order) and
-    unlearners (name → method), and the counterfactual's detectors."""
+    """What was configured: the grid's datasets, attacks and seeds, detectors (in config order) and unlearners
+    (name → method), the counterfactual's detectors; and from the registries, each detector method's display name
+    and the attacks that affect no test point."""
 
     datasets: list[str]
     attacks: list[str]
@@ -52,17 +60,26 @@ class PaperGrid:
     unlearners: dict[str, str] = field(default_factory=dict)
     counterfactual: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
+    display: dict[str, str] = field(default_factory=dict)
+    no_query_attacks: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PaperGrid":
         """From the workflow's ``params.grid``: ``detectors`` maps name → {method, points}, ``unlearners`` name →
-        method."""
+        method, ``display`` method → display name, ``no_query_attacks`` the attacks without an affected point."""
+        display = dict(d.get("display", {}))
         dets = []
         for name, spec in d.get("detectors", {}).items():
             points = spec.get("points")
-            dets.append(Detector(name, spec["method"], None if points is None else int(points)))
+            dets.append(Detector(name, spec["method"], None if points is None else int(points),
+                                 label(name, spec["method"], display)))
         return cls(list(d.get("datasets", [])), list(d.get("attacks", [])), dets, dict(d.get("unlearners", {})),
-                   list(d.get("counterfactual", [])), [int(s) for s in d.get("seeds", [])])
+                   list(d.get("counterfactual", [])), [int(s) for s in d.get("seeds", [])], display,
+                   list(d.get("no_query_attacks", [])))
+
+    def placeholder(self, method: str, points: int | None = None) -> Detector:
+        """The row of a method the grid did not run."""
+        return Detector(method, method, points, label(method, method, self.display))
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -92,16 +109,6 @@ class PaperGrid:
         if self.unlearners.get(method) == method:
             return method
         return next((n for n, m in self.unlearners.items() if m == method), None)
-
-
-def label(det: Detector) -> str:
-    """A detector's printed name: its method's ``display_name``; a named variant shows its config name after its
-    method's (``Δ-Influence: delta_influence_5pts``)."""
-    from unpoison.detectors import DETECTORS
-
-    cls = DETECTORS.get(det.method)
-    shown = cls.display_name if cls is not None and cls.display_name else det.method
-    return shown if det.name == det.method else f"{shown}: {det.name}"
 
 
 def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
@@ -137,7 +144,7 @@ def _detection_rows(detection: pd.DataFrame, grid: PaperGrid, rows: list[tuple[D
     out = []
     for det, reason in rows:
         for ds, att in grid.columns:
-            rec: dict[str, Any] = {"detector": det.name, "method": det.method, "points": det.points, "dataset": ds, "attack": att}
+            rec: dict[str, Any] = {"detector": det.name, "label": det.label, "method": det.method, "points": det.points, "dataset": ds, "attack": att}
             if reason is not None:
                 rec.update(n_seeds=0, cell=reason)
             else:
@@ -158,7 +165,7 @@ def table1(detection: pd.DataFrame, grid: PaperGrid) -> pd.DataFrame:
     rows: list[tuple[Detector, str | None]] = []
     for name in PAPER_ORDER:
         det = grid.detector(name)
-        rows.append((det, None) if det else (Detector(name, name), _not_run_detector(name)))
+        rows.append((det, None) if det else (grid.placeholder(name), _not_run_detector(name)))
     rows += [(d, None) for d in grid.detectors if d.name not in PAPER_ORDER]
     return _detection_rows(detection, grid, rows)
 
@@ -169,7 +176,7 @@ def table2(detection: pd.DataFrame, grid: PaperGrid) -> pd.DataFrame:
     rows: list[tuple[Detector, str | None]] = []
     for method in ABLATION:
         found = grid.with_method(method)
-        rows += [(d, None) for d in found] if found else [(Detector(method, method), _not_run_detector(method))]
+        rows += [(d, None) for d in found] if found else [(grid.placeholder(method), _not_run_detector(method))]
     return _detection_rows(detection, grid, rows)
 
 
@@ -182,7 +189,7 @@ def points_table(detection: pd.DataFrame, grid: PaperGrid, method: str) -> pd.Da
     rows: list[tuple[Detector, str | None]] = []
     for n in counts:
         at = [d for d in found if d.points == n]
-        rows += [(d, None) for d in at] if at else [(Detector(method, method, n), _not_run_detector(method, n))]
+        rows += [(d, None) for d in at] if at else [(grid.placeholder(method, n), _not_run_detector(method, n))]
     return _detection_rows(detection, grid, rows)
 
 
@@ -213,7 +220,7 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
                                          & (counterfactual.detector == det) & (counterfactual.removed == removed)]
                 if reason is not None:
                     rec["cell"] = reason
-                elif att in ATTACKS and not ATTACKS[att].affects_test:
+                elif att in grid.no_query_attacks:
                     rec["cell"] = no_query(f"{att} affects no test point; the counterfactual does not apply").label
                 elif counterfactual is None or len(sel) == 0:
                     rec["cell"] = "missing: no rows in counterfactual.csv (not run yet?)"
@@ -259,9 +266,8 @@ def markdown(long: pd.DataFrame, row_keys: list[str], title: str, headers: Mappi
 def _show(key: str, value: Any, long: pd.DataFrame) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return "—"
-    if key == "detector" and "method" in long.columns:
-        method = long.loc[long.detector == value, "method"].iloc[0]
-        return label(Detector(str(value), str(method)))
+    if key == "detector" and "label" in long.columns:
+        return str(long.loc[long.detector == value, "label"].iloc[0])
     if key == "removed":
         return REMOVED.get(str(value), str(value))
     return str(value)

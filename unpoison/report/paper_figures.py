@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from unpoison.report.figures import placeholder, save_figure  # noqa: E402
-from unpoison.report.paper import PaperGrid, aggregate, label  # noqa: E402
+from unpoison.report.paper import PaperGrid, aggregate  # noqa: E402
 from unpoison.report.stats import seed_word  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def plot_after_unlearner(unlearning: pd.DataFrame, grid: PaperGrid, unlearner_me
                 sel = unlearning[(unlearning.dataset == ds) & (unlearning.attack == att)
                                  & (unlearning.detector == det.name) & (unlearning.unlearner == name)]
                 agg = aggregate(sel, [metric])
-                labels.append(label(det))
+                labels.append(det.label)
                 if agg["n_seeds"] and not math.isnan(agg[f"{metric}_mean"]):
                     ax.bar(x, 100 * agg[f"{metric}_mean"], yerr=100 * agg[f"{metric}_std"], capsize=3, color="tab:blue")
                     ax.annotate(f"n={agg['n_seeds']}", (x, 2), ha="center", fontsize=6, color="white")
@@ -121,7 +121,7 @@ def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: 
                 shown += 1
         if not shown:
             ax.text(0.5, 0.5, "missing: no rows in unlearning.csv", ha="center", transform=ax.transAxes)
-        ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=f"{ds} / {att}: on {label(det)}'s flags")
+        ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=f"{ds} / {att}: on {det.label}'s flags")
         ax.set_ylim(-5, 105)
         ax.grid(alpha=0.3)
         if shown:

@@ -4,25 +4,21 @@ readers of truth.json), the threshold sweep, and the counterfactual of paper Tab
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 import numpy as np
-import pandas as pd
 
-from unpoison.artifacts import load_clean, load_poisoned
-from unpoison.attacks import get_attack
-from unpoison.detectors import get_detector
-from unpoison.detectors.base import DetectorInputs
-from unpoison.execution import Execution
 from unpoison.io import load_json, load_npy, load_torch, meta_path, save_json, write_csv
 from unpoison.metrics import detection_metrics, model_metrics
-from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
-from unpoison.relearn import RelearnSettings, relearn_metrics
 from unpoison.status import OK, State, Status, read_status
 from unpoison.sweep import SWEEP_COLUMNS, SweepGrid
-from unpoison.training import TrainRecipe
-from unpoison.unlearners import UnlearnInputs, get_unlearner
+
+if TYPE_CHECKING:
+    from unpoison.execution import Execution
+
+# The steps that run models import torch and the registries inside their functions: evaluate_detection (one job
+# per run) then starts without them.
 
 NAN = float("nan")
 
@@ -59,6 +55,9 @@ class ModelEvaluator:
 
     def __init__(self, clean: str, truth: str, attack: str, attack_settings: dict[str, Any], poisoned: str,
                  execution: Execution, seed: int) -> None:
+        from unpoison.artifacts import load_clean, load_poisoned
+        from unpoison.attacks import get_attack
+
         self.data, self.truth = load_clean(clean), load_json(truth)
         self.attack = get_attack(attack, attack_settings)
         self.x_poisoned, self.y_poisoned = load_poisoned(poisoned)
@@ -86,6 +85,10 @@ def evaluate_models(
     An unlearned model whose flags did not apply (its meta status says why) gets NaN metrics and that status; the
     poisoned model is always measured, its status says when the attack failed.
     """
+    from unpoison.models import load_checkpoint
+    from unpoison.relearn import RelearnSettings, relearn_metrics
+    from unpoison.training import TrainRecipe
+
     ev = ModelEvaluator(clean, truth, attack, attack_settings, poisoned, execution, ids["seed"])
     relearn = RelearnSettings.from_dict(relearning)
     train_recipe = TrainRecipe.from_dict(recipe)
@@ -126,6 +129,8 @@ def sweep_thresholds(
     """Detection metrics of each sweeping detector (name → {method, settings}) over the grid of its
     ``sweep_params`` (config ``sweep``: taus, ks, thresholds), from its saved scores (``scores_<probe>`` inputs),
     intersecting the first ``n_points`` affected points; a header-only table when no query was scored."""
+    import pandas as pd
+
     settings = SweepGrid.from_dict(grid)
     payloads = {k.removeprefix("scores_"): load_torch(p) for k, p in scores.items()}
     statuses = [read_status(p) for p in scores.values()]
@@ -142,7 +147,7 @@ def sweep_detector(
     grid: SweepGrid,
 ) -> list[dict[str, Any]]:
     """One detector's rows of the sweep: every combination of the grid's values of its sweep parameters."""
-    from unpoison.detectors import DETECTORS
+    from unpoison.detectors import DETECTORS, DetectorInputs, get_detector
 
     params = DETECTORS[method].sweep_params
     probe = DETECTORS[method].probe
@@ -169,6 +174,10 @@ def counterfactual(
     once without the MISSED ones; write TPR, PSR and clean accuracy. An evaluation that reads ground truth by
     design: if the detected poisons carry the attack, removing them alone removes it. Rows with NaN metrics and the
     flags' status when the flags do not apply."""
+    from unpoison.models import load_checkpoint
+    from unpoison.training import TrainRecipe
+    from unpoison.unlearners import UnlearnInputs, get_unlearner
+
     status = read_status(flagged)
     if not status.ok:
         rows = [{**ids, "removed": r, "n_removed": NAN, "tpr": NAN, "clean_acc": NAN, "psr": NAN,
