@@ -47,6 +47,9 @@ RESOURCES = {
     "unlearn": {"threads": 1, "mem_mb": 1900, "runtime": 13, "gpu": 0},
 }
 GPU_RULES = {rule for rule, r in RESOURCES.items() if r["gpu"]}
+# Rules that read `resources.<rule>` but are not set above fall back to the config's `resources.default`.
+CONFIG_DEFAULT = {"threads": 1, "mem_mb": 1500, "runtime": 15, "gpu": 0}
+RESOURCE_RULES = {"poison_dataset", "evaluate_models"}  # resources.poison_dataset / evaluate_models, unset here
 # Every other rule: one CPU and profiles/slurm's default-resources (mem_mb 4000, runtime 60).
 PROFILE_DEFAULTS = {"threads": 1, "mem_mb": 4000, "runtime": 60}
 ACCOUNT = "unpoison-test"
@@ -324,9 +327,8 @@ def test_slurm_run_gives_the_local_tables(runs):
                                       local.drop(columns=timing, errors="ignore"), obj=table)
 
 
-EXPECTED_RULES = {"prepare_dataset", "poison_dataset", "train_model", "select_queries", "evaluate_poisoned",
-                  "fit_ekfac", "score_probes", "detect", "evaluate_detection", "unlearn", "evaluate_unlearned",
-                  "make_tables"}
+EXPECTED_RULES = {"prepare_dataset", "poison_dataset", "train_model", "select_queries", "evaluate_models",
+                  "fit_ekfac", "score_probes", "detect", "evaluate_detection", "unlearn", "make_tables"}
 
 
 @needs_cluster
@@ -335,7 +337,7 @@ def test_jobs_were_submitted_with_each_rules_threads_memory_and_runtime(runs):
     records = completed_jobs(slurm_dir)
     assert set(records) == EXPECTED_RULES, sorted(records)
     for rule, recs in records.items():
-        want = RESOURCES.get(rule, PROFILE_DEFAULTS)
+        want = RESOURCES.get(rule, CONFIG_DEFAULT if rule in RESOURCE_RULES else PROFILE_DEFAULTS)
         for rec in recs:
             where = (rule, rec["JobId"])
             assert rec["JobState"] == "COMPLETED", where
