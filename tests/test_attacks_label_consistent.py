@@ -36,6 +36,8 @@ def test_corner_mask_holds_the_published_pattern_mirrored_on_the_right():
     assert int((m != 0).sum()) == 36 and int((m[3:5] != 0).sum()) == 0
     br = corner_mask(8, 8, "bottom-right")
     assert int((br != 0).sum()) == 9 and torch.equal(br[5:, 5:], m[5:, 5:])
+    big = corner_mask(32, 32, "all", cell=2)
+    assert torch.equal(big[:6, :6], torch.from_numpy(np.kron(CORNER, np.ones((2, 2), dtype=np.float32))))
 
 
 def test_full_amplitude_sets_white_and_black_reduced_amplitude_adds(digits):
@@ -98,6 +100,8 @@ def test_needs_the_clean_model_and_refuses_a_trigger_that_does_not_fit(digits):
     with pytest.raises(ValueError, match=r"corners: 'all' .*at least 6 px \(these are 5 px\)"):
         atk.check(DatasetInfo((1, 5, 5), None, None), 1)
     get_attack("label_consistent", {"corners": "bottom-right"}).check(DatasetInfo((1, 5, 5), None, None), 1)
+    with pytest.raises(ValueError, match=r"6×6 corner patches \(cell 2\) need images of at least 12 px"):
+        get_attack("label_consistent", {"cell": 2}).check(DatasetInfo((1, 8, 8), None, None), 1)
     with pytest.raises(ValueError, match=r"count: 41 .*≤ 40, the smallest class"):
         get_attack("label_consistent", {"count": 41}).check(DatasetInfo((1, 8, 8), np.array([40, 60]), None), 1)
 
@@ -112,6 +116,7 @@ def test_needs_the_clean_model_and_refuses_a_trigger_that_does_not_fit(digits):
         ({"amplitude": 0}, r"amplitude: 0 .*1\.\.255"),
         ({"test_amplitude": 300}, r"test_amplitude: 300 .*1\.\.255"),
         ({"corners": "top"}, r"corners: 'top'"),
+        ({"cell": 0}, r"cell: 0 .*≥ 1"),
         ({"count": 0}, r"count: 0 .*≥ 1"),
     ],
 )

@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from unpoison.attacks.alltoone import base_truth, check_dirty_label, draw_indices, draw_target, example, non_target_test, to_uint8
+from unpoison.attacks.alltoone import (
+    base_truth,
+    check_dirty_label,
+    draw_indices,
+    draw_target,
+    example,
+    non_target_test,
+    to_uint8,
+)
 from unpoison.attacks.base import Attack, CleanModel, PoisonResult, register_attack
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.params import require

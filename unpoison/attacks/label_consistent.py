@@ -13,7 +13,8 @@ corners, so the whole trigger survives horizontal flips) in all four corners (``
 flip-robust trigger and BackdoorBench's default) or in the bottom-right one only. It is applied as
 ``clip(x + amplitude · mask, 0, 255)``: at 255 that sets the pixels to white/black (the published full
 trigger), below 255 it is the published reduced-amplitude variant (±amplitude added; the reference README's
-example is 32/255).
+example is 32/255). The patch is 3×3 px on 32-px images; ``cell`` blows each entry up to a ``cell``×``cell``
+block for larger images (BackdoorBench resizes the 32-px mask to the image, nearest neighbour: cell = side/32).
 
 Published values and the reference implementations: ε = 16/255 here (Turner et al. evaluate ℓ∞ ε of 8, 16
 and 32 /255; BackdoorBench's ``craft_adv_dataset.py`` uses 8/255 with 100 steps of 1.5/255, whose steps and
@@ -37,7 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unpoison.attacks.alltoone import base_truth, check_clean_label, draw_indices, draw_target, example, non_target_test, to_uint8
+from unpoison.attacks.alltoone import (
+    base_truth,
+    check_clean_label,
+    draw_indices,
+    draw_target,
+    example,
+    non_target_test,
+    to_uint8,
+)
 from unpoison.attacks.base import Attack, CleanModel, PoisonResult, register_attack
 from unpoison.data import DatasetInfo, ImageData, to_float
 from unpoison.params import require
@@ -49,17 +58,20 @@ Corners = Literal["all", "bottom-right"]
 CORNER_CHOICES = typing.get_args(Corners)
 
 
-def corner_mask(h: int, w: int, corners: str = "all") -> torch.Tensor:
-    """The H×W trigger mask in {−1, 0, 1}: the 3×3 pattern in the four corners, or the bottom-right one only."""
+def corner_mask(h: int, w: int, corners: str = "all", cell: int = 1) -> torch.Tensor:
+    """The H×W trigger mask in {−1, 0, 1}: the 3×3 pattern, each entry a ``cell``×``cell`` block, in the four
+    corners or the bottom-right one only."""
+    patch = np.kron(CORNER, np.ones((cell, cell), dtype=np.float32))
+    n = len(patch)
     m = np.zeros((h, w), dtype=np.float32)
-    mirrored = CORNER[:, ::-1]
+    mirrored = patch[:, ::-1]
     if corners == "all":
-        m[:3, :3] = CORNER
-        m[h - 3 :, :3] = CORNER
-        m[:3, w - 3 :] = mirrored
+        m[:n, :n] = patch
+        m[h - n :, :n] = patch
+        m[:n, w - n :] = mirrored
     elif corners != "bottom-right":
         raise ValueError(f"corners: {corners!r} is unknown; choose one of {CORNER_CHOICES}")
-    m[h - 3 :, w - 3 :] = mirrored
+    m[h - n :, w - n :] = mirrored
     return torch.from_numpy(m)
 
 
@@ -101,18 +113,18 @@ def pgd_away(
 class LabelConsistent(Attack):
     """Clean-label adversarially perturbed target-class images with a corner trigger, all-to-one. Params:
     ``count``, ``eps`` (/255), ``steps``, ``step_size`` (/255), ``amplitude`` and ``test_amplitude`` (/255),
-    ``corners`` (see the module docstring)."""
+    ``corners``, ``cell`` (see the module docstring)."""
 
     needs_clean_model = True
     artifact_names = ("trigger", "example")
 
     def __init__(
         self, count: int = 500, eps: int = 16, steps: int = 100, step_size: float = 1.5, amplitude: int = 255,
-        test_amplitude: int = 255, corners: Corners = "all",
+        test_amplitude: int = 255, corners: Corners = "all", cell: int = 1,
     ) -> None:
         super().__init__(
             count=count, eps=eps, steps=steps, step_size=step_size, amplitude=amplitude, test_amplitude=test_amplitude,
-            corners=corners,
+            corners=corners, cell=cell,
         )
         require(count >= 1, "count", count, "≥ 1 poisoned training image")
         require(0 <= eps <= 255, "eps", eps, "an integer ℓ∞ radius in 0..255 (/255 units; published 16; 0 = trigger only)")
@@ -120,20 +132,23 @@ class LabelConsistent(Attack):
         require(0.0 < step_size <= 255.0, "step_size", step_size, "in (0, 255] (/255 units; BackdoorBench 1.5)")
         require(1 <= amplitude <= 255, "amplitude", amplitude, "in 1..255 (/255 units; 255 = the full trigger)")
         require(1 <= test_amplitude <= 255, "test_amplitude", test_amplitude, "in 1..255 (/255 units; 255 = full)")
+        require(cell >= 1, "cell", cell, "≥ 1 pixel per trigger entry (1 = the published 3×3 px patch on 32 px)")
 
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
         if info is not None and info.image_shape is not None:
             side = min(info.image_shape[1:])
-            need = 6 if self.params["corners"] == "all" else 3
+            n = 3 * self.params["cell"]
+            need = 2 * n if self.params["corners"] == "all" else n
             require(
                 side >= need, "corners", self.params["corners"],
-                f"a trigger that fits: 3×3 corner patches need images of at least {need} px (these are {side} px)",
+                f"a trigger that fits: {n}×{n} corner patches (cell {self.params['cell']}) need images of at least "
+                f"{need} px (these are {side} px)",
             )
         check_clean_label(self.params["count"], info, n_queries)
 
     def mask(self, h: int, w: int) -> torch.Tensor:
         """The H×W trigger mask (±1 in the corner patches)."""
-        return corner_mask(h, w, self.params["corners"])
+        return corner_mask(h, w, self.params["corners"], self.params["cell"])
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         if clean is None:

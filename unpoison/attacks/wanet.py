@@ -11,9 +11,10 @@ labels, so that the model learns this one warp rather than any warp. The affecte
 non-target test images warped with the field (no noise).
 
 Published values (Nguyen & Tran; BackdoorBench ``config/attack/wanet/default.yaml``): k = 4, s = 0.5,
-grid_rescale = 1, cross_ratio = 2. The offsets are divided by the image side, so ``s`` is a displacement in
-pixels (about s·(H−1)/H ≈ 0.5 px for a unit offset) whatever the image size, and k control points span the
-whole image at any size: the published values need no scaling for small images. On non-square images rows
+grid_rescale = 1, cross_ratio = 2. The offsets are divided by the image side, so ``s`` sets a displacement in
+PIXELS whatever the image size (s·(H−1)/(2H) ≈ 0.25 px at s = 0.5 per unit offset; the offsets have mean
+magnitude 1), and the k control points span the whole image at any size: the published values need no
+scaling for small images. On non-square images rows
 and columns are scaled by their own side (the reference uses H for both).
 
 Departures: the reference code (and BackdoorBench) warps a fresh share of each training batch, redrawing the
@@ -32,7 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unpoison.attacks.alltoone import base_truth, check_dirty_label, draw_indices, draw_target, example, non_target_test, to_uint8
+from unpoison.attacks.alltoone import (
+    base_truth,
+    check_dirty_label,
+    draw_indices,
+    draw_target,
+    example,
+    non_target_test,
+    to_uint8,
+)
 from unpoison.attacks.base import Attack, CleanModel, PoisonResult, register_attack
 from unpoison.data import DatasetInfo, ImageData, to_float
 from unpoison.params import require
@@ -93,7 +102,7 @@ class WaNet(Attack):
 
     def n_noise(self) -> int:
         """Noise-mode images: ``round(cross_ratio · count)``."""
-        return int(round(self.params["cross_ratio"] * self.params["count"]))
+        return round(self.params["cross_ratio"] * self.params["count"])
 
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
         if info is not None and info.image_shape is not None:
