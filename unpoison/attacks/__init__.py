@@ -7,5 +7,6 @@ inputs it affects (for the poison success rate and for choosing the defender's q
 
 from unpoison.attacks.base import ATTACKS, Attack, CleanModel, PoisonResult, get_attack, register_attack
 from unpoison.attacks import badnet, gaussian, smooth, witches_brew  # noqa: F401  (register each attack)
+from unpoison.attacks import blend, label_consistent, sig, wanet  # noqa: F401  (BackdoorBench's standard attacks)
 
 __all__ = ["ATTACKS", "Attack", "CleanModel", "PoisonResult", "get_attack", "register_attack"]
