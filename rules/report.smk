@@ -90,6 +90,20 @@ rule plot_psr_vs_accuracy:
         "../workflow_scripts/plot_psr_vs_accuracy.py"
 
 
+rule plot_relearning:
+    input:
+        unlearning_csv=rules.make_tables.output.unlearning_csv,
+    output:
+        figure=report("results/figures/{dataset}_{attack}_relearning.png", caption="../report/relearning.rst", category="Figures"),
+    params:
+        dataset=wildcard("dataset"),
+        attack=wildcard("attack"),
+    log:
+        "results/logs/figures/{dataset}_{attack}_relearning.log",
+    script:
+        "../workflow_scripts/plot_relearning.py"
+
+
 # Tables and figures an attack declares (Attack.report_tables): the Gaussian Unlearning Score of the poisoned model
 # and of every detector × unlearner, for attacks measured by it (they affect no test point, so no PSR).
 rule make_gus_table:
@@ -136,6 +150,8 @@ def report_targets():
     targets += [RUN.format(dataset=d, attack=a, seed=s) + "/artifacts" for d, a, s in runs()]
     if trained_unlearners():
         targets += [f"results/figures/{d}_{a}_psr_vs_accuracy.png" for d in config["datasets"] for a in query_attacks()]
+        if relearn_settings().enabled:
+            targets += [f"results/figures/{d}_{a}_relearning.png" for d in config["datasets"] for a in query_attacks()]
     if sweep_detectors() and query_attacks():
         targets.append(rules.make_sweep_table.output.sweep_csv)
         targets += [f"results/figures/{d}_{a}_threshold_sweep.png" for d in config["datasets"] for a in query_attacks()]

@@ -4,7 +4,7 @@ Follow-ups to "Machine Unlearning Fails to Remove Data Poisoning Attacks" (Pawel
 that a model "unlearned" by an approximate method can relearn the removed behaviour from a little fine-tuning.
 The defender keeps part of its retain set: a fixed random ``fraction`` of the training set (drawn by the run's
 seed, the same for every model of the run) minus the points the detector flagged. Each evaluated model is
-fine-tuned on it for ``epochs`` with the training recipe at its final learning rate (its last milestone's), and
+fine-tuned on it for ``epochs`` with the training recipe at a constant ``lr_factor`` × its peak learning rate, and
 its PSR and clean accuracy are measured again. An evaluation: it reads nothing the defender would not hold.
 """
 
@@ -32,17 +32,18 @@ class RelearnSettings(ConfigSettings):
     enabled: bool = True
     fraction: float = 0.1  # share of the training set the defender fine-tunes on (minus the flagged points)
     epochs: int = 1  # passes over that subset
-    lr: float | None = None  # None = the recipe's final learning rate (lr × gamma^len(milestones))
+    lr_factor: float = 0.1  # constant learning rate = lr_factor × the recipe's peak lr
 
     def __post_init__(self) -> None:
         require(0 < self.fraction <= 1, "fraction", self.fraction, "in (0, 1]: the share of the training set")
         require(self.epochs >= 1, "epochs", self.epochs, "≥ 1")
-        require(self.lr is None or self.lr > 0, "lr", self.lr, "null (the recipe's final lr) or > 0")
+        require(0 < self.lr_factor <= 1, "lr_factor", self.lr_factor, "in (0, 1]: a share of the recipe's peak lr")
 
     def recipe(self, base: TrainRecipe) -> TrainRecipe:
-        """The fine-tuning recipe: the base recipe for ``epochs`` at a constant final (or given) learning rate."""
-        lr = self.lr if self.lr is not None else base.lr * base.gamma ** len(base.milestones)
-        return TrainRecipe.from_dict({**base.to_dict(), "epochs": self.epochs, "lr": lr, "milestones": []})
+        """The fine-tuning recipe: the base recipe (batch, momentum, weight decay, augmentation) for ``epochs`` at a
+        constant learning rate ``lr_factor`` × its peak."""
+        return TrainRecipe.from_dict({**base.to_dict(), "epochs": self.epochs, "lr": self.lr_factor * base.lr,
+                                      "milestones": []})
 
 
 def relearn_subset(n_train: int, fraction: float, flagged: np.ndarray, seed: int) -> torch.Tensor:

@@ -124,6 +124,27 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearners: Sequenc
     save_figure(fig, out)
 
 
+def plot_relearning(unlearning: pd.DataFrame, out: str, title: str = "") -> None:
+    """PSR before and after the relearning check per detector × unlearner (mean over seeds): an arrow from each
+    model's PSR to its PSR after a brief clean fine-tune; a backdoor that comes back points up."""
+    df = unlearning[ok_rows(unlearning)].dropna(subset=["psr", "psr_relearned"])
+    if df.empty:
+        placeholder(out, title, "no model with a relearning check (relearning disabled, or no attack took)")
+        return
+    means = df.groupby(["detector", "unlearner"], sort=True)[["psr", "psr_relearned"]].mean().reset_index()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(means) + 2), 4.2))
+    for x, r in enumerate(means.itertuples(index=False)):
+        before, after = 100 * r.psr, 100 * r.psr_relearned
+        colour = "tab:red" if after > before + 5 else "tab:blue"
+        ax.annotate("", (x, after), (x, before), arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
+        ax.plot([x], [before], "o", color="k", ms=4)
+    ax.set_xticks(range(len(means)), [f"{u}\n({d})" for d, u in zip(means.detector, means.unlearner)], rotation=60,
+                  fontsize=7, ha="right")
+    ax.set(ylabel="PSR % (dot: after unlearning; arrow: after relearning)", ylim=(-5, 105), title=title)
+    ax.grid(alpha=0.3, axis="y")
+    save_figure(fig, out)
+
+
 def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None:
     """Precision against TPR over each detector's swept settings, means over seeds: one line per detector and,
     for a detector sweeping τ and k, per k (points annotated with τ or the threshold)."""

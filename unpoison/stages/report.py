@@ -71,6 +71,13 @@ def plot_psr_vs_accuracy(*, unlearning_csv: str, dataset: str, attack: str, unle
     figures.plot_psr_vs_accuracy(df, figure, unlearners, f"{dataset} / {attack}: PSR vs clean accuracy")
 
 
+def plot_relearning(*, unlearning_csv: str, dataset: str, attack: str, figure: str) -> None:
+    """PSR after unlearning and after the relearning check, per detector × unlearner, for one (dataset, attack)."""
+    df = pd.read_csv(unlearning_csv)
+    df = df[(df.dataset == dataset) & (df.attack == attack)]
+    figures.plot_relearning(df, figure, f"{dataset} / {attack}: does the backdoor come back after clean fine-tuning?")
+
+
 def plot_gus(*, poisoned: Sequence[str], unlearned: Sequence[str], dataset: str, attack: str, figure: str) -> None:
     """Each noisy point's Gaussian Unlearning Score per model against the null band."""
     gus.plot_gus(gus.gus_rows(poisoned, unlearned), figure, f"{dataset} × {attack}: Gaussian Unlearning Score")
