@@ -91,6 +91,42 @@ def test_a_nan_covariance_names_the_stage_and_module(monkeypatch):
         robust_eigh(matrix, "layer4.conv")
 
 
+def padded_conv_case():
+    """A conv on 1×1 maps with padding: 24 of its 25 kernel positions see only padding, so its 800-wide
+    activation covariance has 768 zero rows and columns (the ResNet-18 layer4 case of issue 21). On these
+    512 inputs, fitted in one batch, LAPACK's eigh (MKL in torch 2.14.1's CPU build) fails to converge on it,
+    with 1 or 2 threads; found by a seeded search over such inputs."""
+    g = torch.Generator().manual_seed(409258)
+    x = torch.relu(torch.randn(512, 32, generator=g) + torch.randn(32, generator=g))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(32, 4, 5, padding=2, bias=False), nn.Flatten(), nn.ReLU(), nn.Linear(4, 3))
+    return model.eval(), TensorDataset(x[:, :, None, None], torch.arange(512) % 3)
+
+
+def test_plain_kronfluence_fails_on_a_conv_over_padding(tmp_path):
+    model, train = padded_conv_case()
+    with pytest.raises(torch.linalg.LinAlgError, match="failed to converge"):
+        _plain_kronfluence(model, train, FactorSettings(batch_size=512), 0, tmp_path)
+
+
+def test_the_fit_survives_it_and_scores_are_finite(tmp_path):
+    model, train = padded_conv_case()
+    lines = []
+    report = fit_factors(model, train, tmp_path / "f", FactorSettings(batch_size=512), DEV, log=lines.append)
+    jitter = report.eigen["0"]["activation"].jitter
+    expected = f"0 activation covariance (800×800): eigh failed; succeeded with diagonal jitter {jitter:.3g} after 2 attempts"
+    assert report.helped() == [expected]
+    assert any(line.startswith("eigendecomposition: 0 activation covariance (800×800) needed help") for line in lines)
+    saved = json.loads((tmp_path / "f" / REPORT).read_text())["eigendecomposition"]
+    assert saved["helped"] == ["0/activation"] and saved["modules"]["0"]["activation"]["attempts"] == 2
+    assert saved["modules"]["3"]["activation"] == {"size": 5, "attempts": 1, "jitter": 0.0, "solver": "eigh",
+                                                  "seconds": saved["modules"]["3"]["activation"]["seconds"],
+                                                  "helped": False}
+    scores = score_queries(model, tmp_path / "f", torch.utils.data.Subset(train, range(4)), train, ScoreSettings(), DEV,
+                           log=QUIET)
+    assert scores.shape == (4, 512) and torch.isfinite(scores).all() and (scores.diagonal() > 0).all()
+
+
 class Tiny(nn.Module):
     def __init__(self):
         super().__init__()

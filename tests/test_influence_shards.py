@@ -77,7 +77,7 @@ def test_three_shards_equal_one_job(model_and_data, tmp_path):
         score_shard(model, tmp_path / "ekfac", queries, train, scoring, DEV, i, K, tmp_path / f"part{i}.pt", log=QUIET)
     gathered = gather_scores([tmp_path / f"part{i}.pt" for i in (2, 0, 1)])
     assert gathered.shape == single.shape and _close(gathered, single)
-    flags = lambda s: np.flatnonzero(delta_flags(s[None], 0.0, 1)[0].numpy())  # noqa: E731
+    flags = lambda s: np.flatnonzero(delta_flags(s[None], 0.0, 1)[0].numpy())
     assert np.array_equal(flags(gathered), flags(single)) and len(flags(single)) > 0
 
 

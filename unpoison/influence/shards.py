@@ -35,7 +35,15 @@ from torch.utils.data import Dataset
 from unpoison.influence.cost import resolve_caps
 from unpoison.influence.eigen import EigenRecord
 from unpoison.influence.factors import (
-    FACTORS_NAME, REPORT, FitPlan, FitReport, eigendecompose, make_analyzer, plan_fit, publish, replace_dir,
+    FACTORS_NAME,
+    REPORT,
+    FitPlan,
+    FitReport,
+    eigendecompose,
+    make_analyzer,
+    plan_fit,
+    publish,
+    replace_dir,
 )
 from unpoison.influence.fisher import fisher_state, num_outputs
 from unpoison.influence.progress import Log, Progress, print_log, stage
@@ -152,7 +160,7 @@ def read_shards(shard_dirs: list[str | os.PathLike[str]], stage_name: str) -> li
         if not (d / SHARD).is_file():
             raise FileNotFoundError(f"{d} is not a finished {stage_name} shard (no {SHARD})")
         records.append(load_json(d / SHARD) | {"dir": str(d)})
-    key = lambda r: {k: r[k] for k in ("n_train", "seed", "shards", "settings", "fisher_seed")}  # noqa: E731
+    key = lambda r: {k: r[k] for k in ("n_train", "seed", "shards", "settings", "fisher_seed")}
     for r in records:
         if r["stage"] != stage_name or key(r) != key(records[0]):
             raise ValueError(f"{r['dir']} is not a {stage_name} shard of the same fit as {records[0]['dir']}: "
