@@ -20,6 +20,7 @@ CLEAN_MODEL = CLEAN_RUN + "/model.pt"
 assert "clean" not in ATTACKS, "'clean' names the clean-model directory; register the attack under another name"
 DATASET_DIR = "results/{dataset}"
 DEVICE = config.get("device", "auto")
+SHARDS = int(config["influence"].get("shards", 1))  # K jobs per influence pass (rules/influence_shards.smk)
 
 
 # dataset, attack, detector: exactly the configured or registered names, so that names joined by "_"
@@ -30,6 +31,7 @@ wildcard_constraints:
     dataset="|".join(sorted(config["dataset_settings"], key=len, reverse=True)),
     attack="|".join(sorted(ATTACKS, key=len, reverse=True)),
     seed=r"\d+",
+    shard=r"\d+",
     detector="|".join(sorted(set(config["detectors"]) | set(config["detector_settings"]) | set(DETECTORS), key=len, reverse=True)),
     unlearner="[A-Za-z0-9_-]+",
 

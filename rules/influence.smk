@@ -1,11 +1,19 @@
 # EK-FAC factors: fitted ONCE per trained model and reused by every probe and detector. Skipped (a directory
 # holding only SKIPPED.json) when the queries' status says there is nothing to score: a failed attack, or an
 # attack with no affected test point. ancient(): re-selecting the queries (e.g. another queries.count) never refits.
+def fit_inputs(wildcards):
+    """The model and data; with influence.shards K > 1, the eigenbasis and the K lambda shards to sum."""
+    run = RUN.format(**wildcards)
+    inputs = {"model": f"{run}/model.pt", "poisoned": f"{run}/poisoned.pt", "queries": ancient(f"{run}/queries.pt")}
+    if SHARDS > 1:
+        inputs["eigen"] = f"{run}/ekfac_shards/eigen"
+        inputs["lambda_shards"] = [f"{run}/ekfac_shards/lambda/{i}" for i in range(SHARDS)]
+    return inputs
+
+
 rule fit_ekfac:
     input:
-        model=rules.train_model.output.model,
-        poisoned=rules.poison_dataset.output.poisoned,
-        queries=ancient(rules.select_queries.output.queries),
+        unpack(fit_inputs),
     output:
         factors=directory(RUN + "/ekfac"),
     params:
@@ -53,11 +61,25 @@ def score_inputs(wildcards):
     return inputs
 
 
+def gather_inputs(wildcards):
+    """score_probes' inputs: with influence.shards K > 1, the K score parts instead of the factors."""
+    inputs = score_inputs(wildcards)
+    if SHARDS > 1 and "shard" not in wildcards.keys():
+        inputs.pop("factors")
+        inputs["parts"] = [RUN.format(**wildcards) + f"/scores/parts/{i}.pt" for i in range(SHARDS)]
+    return inputs
+
+
+def score_outputs_names():
+    """The score files of a run: each needed probe, and controls_<probe> for the control queries."""
+    return needed_probes() + [f"controls_{p}" for p in needed_control_probes()]
+
+
 # Base queries + n_b transformed copies for every needed probe (and the control queries through the probes
-# that detectors read for them), scored in ONE pass over the training set.
+# that detectors read for them), scored in ONE pass over the training set (or gathered from K score shards).
 rule score_probes:
     input:
-        unpack(score_inputs),
+        unpack(gather_inputs),
     output:
         **{probe: RUN + f"/scores/{probe}.pt" for probe in needed_probes()},
         **{f"controls_{probe}": RUN + f"/scores/controls_{probe}.pt" for probe in needed_control_probes()},

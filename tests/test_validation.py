@@ -108,7 +108,7 @@ CONFIG_CASES = {
     "n_b 0": ({"influence": {"n_b": 0}}, "influence.n_b: 0 is less than the minimum of 1"),
     "query_batch_size 0": ({"influence": {"scores": {"query_batch_size": 0}}}, "influence.scores.query_batch_size: 0 is less than the minimum of 1"),
     "factor batch 0": ({"influence": {"factors": {"batch_size": 0}}}, "influence.factors.batch_size: 0 is less than the minimum of 1"),
-    "lambda_max_examples 0": ({"influence": {"factors": {"lambda_max_examples": 0}}}, "influence.factors.lambda_max_examples: 0 is less than the minimum of 1"),
+    "lambda_max_examples 0": ({"influence": {"factors": {"lambda_max_examples": 0}}}, "influence.factors.lambda_max_examples: 0 is not allowed; it must be an integer ≥ 1, null (all training points) or auto"),
     "negative damping": ({"influence": {"scores": {"damping_factor": -1.0}}}, "influence.scores.damping_factor: -1.0 is less than the minimum of 0"),
     "tau nan": ({"detector_settings": {"delta_influence": {"tau": float("nan")}}}, "detector_settings.delta_influence.tau: nan must be a finite number"),
     "tau inf": ({"detector_settings": {"delta_influence": {"tau": float("-inf")}}}, "detector_settings.delta_influence.tau: -inf must be a finite number"),

@@ -349,6 +349,29 @@ def test_a_plugin_detector_runs_through_the_workflow_without_editing_the_rules(f
     assert name not in "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
 
 
+def test_shards_rerun_only_influence_and_give_the_same_flags(finished_run, tmp_path):
+    """influence.shards: 3 splits the covariance, lambda and score passes into 3 jobs each; nothing upstream of the
+    influence steps re-runs, and Δ-Influence and EK-FAC flag the same points as with one job (the scores differ from
+    the single pass only by float summation order: tests/test_influence_shards.py)."""
+    import shutil
+
+    shards = "influence={n_b: 6, shards: 3}"
+    plan = job_counts(snakemake(finished_run, "-n", "--cores", "1", "--config", shards).stdout)
+    assert plan["fit_covariance_shard"] == plan["fit_lambda_shard"] == plan["score_shard"] == 3, plan
+    assert plan["aggregate_covariance"] == plan["fit_ekfac"] == plan["score_probes"] == 1
+    assert not {"train_model", "poison_dataset", "select_queries", "prepare_dataset"} & set(plan)
+    copy = tmp_path / "sharded"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    targets = [str(RUN / f"flagged/{d}.npy") for d in ("delta_influence", "ekfac")]
+    proc = snakemake(copy, "--cores", "2", *targets, "--config", shards)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for t in targets:
+        assert np.array_equal(np.load(finished_run / t), np.load(copy / t)), t
+    one = torch.load(finished_run / RUN / "scores/both.pt", weights_only=True)["scores"]
+    three = torch.load(copy / RUN / "scores/both.pt", weights_only=True)["scores"]
+    assert torch.allclose(one, three, rtol=1e-4, atol=1e-4 * float(one.abs().max()))
+
+
 def _labels(workdir: Path) -> np.ndarray:
     return torch.load(workdir / RUN / "poisoned.pt", weights_only=True)["y_train"].numpy()
 

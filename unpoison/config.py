@@ -71,6 +71,8 @@ def _format_schema_error(err: Any) -> str:
             f"{where}: name {err.instance!r} may hold only letters, digits, '_' and '-' "
             "(names become parts of file paths and Snakemake wildcards)"
         )
+    if err.validator == "oneOf" and "description" in err.schema:
+        return f"{where}: {err.instance!r} is not allowed; it must be {err.schema['description']}"
     if err.validator == "propertyNames":
         return f"{where}: name {err.instance!r} is not allowed: {err.message}"
     return f"{where}: {err.message}"

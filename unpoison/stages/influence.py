@@ -4,7 +4,7 @@ every query in one pass over the training set."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -13,6 +13,9 @@ from unpoison.controls import select_controls as choose_controls
 from unpoison.data import TensorDataset01
 from unpoison.execution import Execution
 from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence.probe_scores import StackedProbes
+from unpoison.influence.score_shards import gather_scores
+from unpoison.influence.shards import aggregate_lambda
 from unpoison.io import load_json, load_torch, save_json, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
@@ -21,23 +24,35 @@ from unpoison.status import read_status
 SKIPPED = "SKIPPED.json"  # the only file of a factor directory that was not fitted (nothing to score)
 
 
+def skip_fit(out_dir: str, status: Any, seed: int, settings: dict[str, Any]) -> bool:
+    """When the queries' status says there is nothing to score (the attack failed, or it affects no test point),
+    write ``SKIPPED.json`` with it into ``out_dir`` instead of fitting anything: True."""
+    if status.ok:
+        return False
+    print(f"no query to score ({status.label}): EK-FAC factors not fitted", flush=True)
+    record = {"skipped": True, "seed": seed, "settings": settings, "status": status.to_dict(),
+              "provenance": provenance(seed=seed)}
+    save_json(record, Path(out_dir) / SKIPPED)
+    return True
+
+
 def fit_ekfac(
     *, model: str, poisoned: str, queries: str, factors: str, settings: dict[str, Any], seed: int, execution: Execution,
+    eigen: str | None = None, lambda_shards: Sequence[str] = (),
 ) -> None:
-    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into the directory ``factors``.
+    """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into the directory ``factors`` (or, with
+    ``influence.shards`` K > 1, sum the K lambda shards fitted on the eigenbasis ``eigen``), logging each stage's
+    progress, its time and any covariance the eigendecomposition needed help with (``fit_report.json``).
 
-    When the queries' status says there is nothing to score (the attack failed, or it affects no test point),
-    nothing is fitted: ``factors`` holds only ``SKIPPED.json`` with the status, which :func:`score_probes`
-    accepts for exactly such queries.
+    Nothing is fitted when the queries' status says there is nothing to score: ``factors`` then holds only
+    ``SKIPPED.json``, which :func:`score_probes` accepts for exactly such queries.
     """
-    status = read_status(queries)
-    if not status.ok:
-        print(f"no query to score ({status.label}): EK-FAC factors not fitted", flush=True)
-        record = {"skipped": True, "seed": seed, "settings": settings, "status": status.to_dict(),
-                  "provenance": provenance(seed=seed)}
-        save_json(record, Path(factors) / SKIPPED)
+    if skip_fit(factors, read_status(queries), seed, settings):
         return
     net, _ = load_checkpoint(model)
+    if lambda_shards:
+        aggregate_lambda(net, eigen, list(lambda_shards), factors)
+        return
     x, y = load_poisoned(poisoned)
     full = execution.merged(settings)
     fit_factors(net, TensorDataset01(x, y), factors, FactorSettings.from_dict(full), execution.torch_device(), seed)
@@ -67,52 +82,57 @@ def write_empty_scores(outputs: dict[str, str], n_b: int, n_train: int, seed: in
         save_meta(path, probe=probe, n_b=n_b, seed=seed, settings=settings, status=status)
 
 
-def score_probes(
-    *, model: str, poisoned: str, queries: str, factors: str, n_b: int, settings: dict[str, Any], seed: int,
-    execution: Execution, controls: str | None = None, **outputs: str,
-) -> None:
-    """Score the base queries and the transformed queries of every requested probe in ONE pass.
-
-    ``outputs`` maps probe name (``base``, ``both``, ``label``, ``image``) to its output path. Each file holds
-    ``scores`` (q, 1 + n_b, N) with the untransformed query in column 0 (``base``: (q, 1, N)), the query
-    ``labels`` per column, and for transformed probes the augmentation family names. Names ``controls_<probe>``
-    score the control queries of ``controls`` (clean test images the model gets right) through that probe, in the
-    same pass, with transforms drawn from their own ``probes/controls`` stream.
-    """
-    x, y = load_poisoned(poisoned)
-    status = read_status(queries)
-    if not status.ok:  # no affected point to score: empty score files that say why
-        return write_empty_scores(outputs, n_b, len(y), seed, settings, status.to_dict())
+def check_fitted(factors: str, queries: str) -> None:
+    """Refuse factors that were skipped (nothing to score when they were fitted) for queries that now hold one."""
     if (Path(factors) / SKIPPED).exists():
         raise ValueError(
             f"{factors} holds no EK-FAC factors: they were skipped because the queries had nothing to score when "
             f"they were fitted ({load_json(Path(factors) / SKIPPED)}), but {queries} now holds a query. "
             f"Delete {factors} and re-run to fit them."
         )
-    net, spec = load_checkpoint(model)
+
+
+def run_probe_sets(queries: str, controls: str | None, outputs: Sequence[str], num_classes: int, n_b: int,
+                   seed: int) -> StackedProbes:
+    """The probe sets the outputs ask for: each needed probe of the queries and, for ``controls_<probe>`` outputs,
+    of the control queries (their transforms from their own ``probes/controls`` stream), stacked."""
     q = load_torch(queries)
     probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))
     control_probes = tuple(p.removeprefix("controls_") for p in outputs if p.startswith("controls_"))
-    sets = {"": build_probe_set(q["x"], q["labels"], spec["num_classes"], n_b, seed, probes)}
+    sets = {"": build_probe_set(q["x"], q["labels"], num_classes, n_b, seed, probes)}
     if control_probes:
         if controls is None:
             raise ValueError(f"outputs {sorted(outputs)} ask for control scores but no controls file was given")
         c = load_torch(controls)
-        sets["controls_"] = build_probe_set(c["x"], c["labels"], spec["num_classes"], n_b, seed, control_probes,
+        sets["controls_"] = build_probe_set(c["x"], c["labels"], num_classes, n_b, seed, control_probes,
                                             "probes/controls")
-    offsets, start = {}, 0
-    for prefix, ps in sets.items():
-        offsets[prefix], start = start, start + len(ps.labels)
-    images, labels = torch.cat([ps.images for ps in sets.values()]), torch.cat([ps.labels for ps in sets.values()])
-    scores = score_queries(net, factors, TensorDataset01(images, labels), TensorDataset01(x, y),
-                           ScoreSettings.from_dict(execution.merged(settings)), execution.torch_device())
+    return StackedProbes.of(sets)
+
+
+def score_probes(
+    *, model: str, poisoned: str, queries: str, n_b: int, settings: dict[str, Any], seed: int, execution: Execution,
+    factors: str | None = None, controls: str | None = None, parts: Sequence[str] = (), **outputs: str,
+) -> None:
+    """Score the base queries and the transformed queries of every requested probe in ONE pass over the training
+    set (or, with ``parts``, gather the score shards of ``influence.shards`` K passes over its parts).
+
+    ``outputs`` maps probe name (``base``, ``both``, ``label``, ``image``; ``controls_<probe>`` for the control
+    queries of ``controls``) to its output file: ``scores`` (q, 1 + n_b, N) with the untransformed query in column
+    0 (``base``: (q, 1, N)), the query ``labels`` per column and, for transformed probes, the augmentation names.
+    """
+    x, y = load_poisoned(poisoned)
+    status = read_status(queries)
+    if not status.ok:  # no affected point to score: empty score files that say why
+        return write_empty_scores(outputs, n_b, len(y), seed, settings, status.to_dict())
+    net, spec = load_checkpoint(model)
+    stacked = run_probe_sets(queries, controls, list(outputs), spec["num_classes"], n_b, seed)
+    if parts:
+        scores = gather_scores(list(parts))
+    else:
+        check_fitted(factors, queries)
+        scores = score_queries(net, factors, stacked.dataset(), TensorDataset01(x, y),
+                               ScoreSettings.from_dict(execution.merged(settings)), execution.torch_device())
     for name, path in outputs.items():
-        prefix = "controls_" if name.startswith("controls_") else ""
-        probe, ps = name.removeprefix(prefix), sets[prefix]
-        cols = ps.columns(probe) + offsets[prefix]
-        payload: dict[str, Any] = {"scores": scores[cols].contiguous(), "labels": labels[cols].contiguous()}
-        if probe != "base":
-            payload["augmentations"] = ps.augmentations
-        save_torch(payload, path)
-        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=start,
-                  status=status.to_dict())
+        save_torch(stacked.split(scores, name), path)
+        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=len(stacked.labels),
+                  shards=max(1, len(parts)), status=status.to_dict())
