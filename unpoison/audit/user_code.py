@@ -33,8 +33,8 @@ def split_spec(arch: str) -> tuple[str, str]:
     where, _, attr = arch.rpartition(":")
     if not where or not attr or not all(part.isidentifier() for part in attr.split(".")):
         raise AuditError(
-            f"--arch {arch!r}: expected MODULE:NAME (e.g. mylab.models:PreActResNet18) or FILE.py:NAME "
-            "(e.g. train.py:Net), NAME being a class or a function that returns the model"
+            f"--arch {arch!r}: expected MODULE:NAME or FILE.py:NAME, NAME being a class or a function that returns "
+            "the model. Fix: e.g. --arch mylab.models:PreActResNet18 or --arch train.py:Net"
         )
     return where, attr
 
@@ -47,14 +47,14 @@ def import_file(path: str) -> ModuleType:
     """Import a Python file as a module (its directory goes on ``sys.path`` so its own imports resolve)."""
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise AuditError(f"--arch: file {path!r} not found (looked at {p}); give the path of the .py file that "
+        raise AuditError(f"--arch: file {path!r} not found (looked at {p}). Fix: give the path of the .py file that "
                          "defines the model, relative to the current directory or absolute")
     if str(p.parent) not in sys.path:
         sys.path.insert(0, str(p.parent))
     name = f"unpoison_user_{p.stem}"
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
-        raise AuditError(f"--arch: {path!r} cannot be imported as Python source; give a .py file")
+        raise AuditError(f"--arch: {path!r} cannot be imported as Python source. Fix: give a .py file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
@@ -146,7 +146,7 @@ def construct(obj: Any, options: dict[str, Any], label: str) -> nn.Module:
                              "cannot be applied; remove them or name the class")
         return obj
     if not callable(obj):
-        raise AuditError(f"--arch {label} is a {type(obj).__name__}, not a class or function; name the nn.Module "
+        raise AuditError(f"--arch {label} is a {type(obj).__name__}, not a class or function. Fix: name the nn.Module "
                          "class or a function that returns the model")
     call = f"{label.rpartition(':')[2]}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
     try:
