@@ -35,7 +35,7 @@ from unpoison.queries import select_queries  # noqa: E402
 from unpoison.seeding import stage_seed  # noqa: E402
 from unpoison.training import TrainRecipe, accuracy, train_model  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "cifar10_10k.npz"
+DATA = "../shared/data/cifar10_10k.npz"  # relative to the working directory, as experiments/cifar10-cpu.yaml
 
 
 def badnet(count: int):
@@ -50,6 +50,8 @@ def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: in
     Skipped when ``run/facts.json`` exists (the inputs are reused: training is the expensive part)."""
     if (run / "facts.json").exists():
         return json.loads((run / "facts.json").read_text())
+    if not data_path.is_file():
+        raise SystemExit(f"--data {data_path}: not found; give the path of cifar10_10k.npz")
     data = load_dataset({"source": "npz", "path": str(data_path)})
     attack = badnet(count)
     poisoned = attack.poison(data, seed)

@@ -18,8 +18,8 @@ from PIL import Image
 
 from unpoison.attacks import get_attack
 from unpoison.audit import AuditError, AuditSettings
-from unpoison.audit.cli import main, resolve_options
 from unpoison.audit.build import build_audit_model
+from unpoison.audit.cli import main, resolve_options
 from unpoison.audit.inputs import load_training_set
 from unpoison.audit.model import InputAdapter, read_state_dict
 from unpoison.data import ImageData

@@ -8,7 +8,6 @@ The user's code is a module file written into a temporary directory; 64 digits i
 from __future__ import annotations
 
 import json
-import textwrap
 
 import numpy as np
 import pytest

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unpoison.audit.build import build_audit_model, prepare_object_model
-from unpoison.audit.core import AuditResult, AuditSettings, check_labels, load_queries, run_audit
+from unpoison.audit.core import AuditResult, AuditSettings, Queries, check_labels, load_queries, run_audit
 from unpoison.audit.inputs import AuditError, TrainingSet
 from unpoison.audit.model import ModelInfo
 from unpoison.audit.model_checks import check_forward, check_trackable
@@ -30,8 +30,36 @@ def check_geometry(train: TrainingSet, input_size: Sequence[int] | None, augment
     available = sorted(augmentation_families(min(h, w), c))
     unknown = sorted(set(augmentations or ()) - set(available))
     if unknown:
-        raise AuditError(f"--augmentations {unknown}: not a family for these {c}-channel images; choose from {available} "
-                         "(color_switch needs 3 channels)")
+        raise AuditError(f"--augmentations {unknown}: not a family for these {c}-channel images; choose from "
+                         f"{available} (color_switch needs 3 channels)")
+
+
+def read_training_set(
+    train: Any, num_classes: int | None, out: Path, sheet_size: int, input_size: Sequence[int] | None,
+    settings: AuditSettings, log: RunLog,
+) -> tuple[TrainingSet, int]:
+    """The training set and the number of outputs, with every check that needs no model."""
+    if sheet_size < 1:
+        raise AuditError(f"--sheet-size {sheet_size}: must be ≥ 1")
+    if out.exists() and not out.is_dir():
+        raise AuditError(f"--out {str(out)!r} exists and is not a directory")
+    data = training_set_from(train)
+    k = num_classes if num_classes is not None else len(data.classes)
+    if k < 2:
+        raise AuditError(f"--num-classes {k}: a classifier has at least 2 outputs")
+    check_labels(data, k)
+    check_geometry(data, input_size, settings.augmentations)
+    log(f"training set: {len(data.y)} images of {'×'.join(map(str, data.image_shape))} ({data.x.dtype}) from "
+        f"{data.path} ({data.kind}), {k} classes")
+    return data, k
+
+
+def log_queries(q: Queries, data: TrainingSet, log: RunLog) -> None:
+    """One line per suspicious image: the label audited, where it came from, the model's prediction."""
+    for name, y, src, pred, conf in zip(q.paths, q.labels.tolist(), q.label_source, q.predicted, q.confidence):
+        note = "" if src == "predicted" or y == pred else "  (differs from the model's prediction: is it affected?)"
+        log(f"{name}: audited as label {y} ({data.classes[y]}, {src}); the model predicts {pred} with p = "
+            f"{conf:.3f}{note}")
 
 
 def prepare_model(
@@ -85,11 +113,9 @@ def audit(
         queries: the suspicious image(s): paths ``path[:label]``, images, ``(image, label)`` pairs or one
             q×C×H×W batch; without a label the model's prediction is audited.
         out: output directory (created; files in it are replaced atomically; ``audit.log`` is the run log).
-        weights: a state_dict file (required with an ``--arch`` name; with ``torchscript`` the jit file;
-            optional with an nn.Module or ``module:Class``).
+        weights: a state_dict file (required with an ``--arch`` name; with ``torchscript`` the jit file).
         settings: n_b, τ, k, seed, device, batch sizes, caps, augmentation families (:class:`AuditSettings`).
-        num_classes: the model's outputs (default: the training set's number of classes).
-        model_options: keyword arguments of the architecture (e.g. ``{"width": 32}``).
+        num_classes: the model's outputs (default: the training set's classes); model_options: its kwargs.
         mean, std: per-channel statistics the model normalised its [0, 1] inputs with (applied by the audit).
         input_size: (H, W) the model takes when it differs from the images' size (resized before the model).
         sheet_size: images on the contact sheet.
@@ -99,29 +125,16 @@ def audit(
         The :class:`AuditResult` (also written to ``out``: see :mod:`unpoison.audit.outputs`).
 
     Raises:
-        AuditError: bad input, with the problem and the fix in the message (nothing is written).
-        AuditStageError: a stage failed; one line names it, the module if known, and what to try.
+        AuditError: bad input, with the problem and the fix (nothing is written). AuditStageError: a stage
+            failed; one line names it, the module if known, and what to try.
     """
     settings = settings or AuditSettings()
     runlog = log if isinstance(log, RunLog) else RunLog(log)
-    if sheet_size < 1:
-        raise AuditError(f"--sheet-size {sheet_size}: must be ≥ 1")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise AuditError(f"--out {str(out)!r} exists and is not a directory")
-    data = training_set_from(train)
-    k = num_classes if num_classes is not None else len(data.classes)
-    if k < 2:
-        raise AuditError(f"--num-classes {k}: a classifier has at least 2 outputs")
-    check_labels(data, k)
-    check_geometry(data, input_size, settings.augmentations)
-    runlog(f"training set: {len(data.y)} images of {'×'.join(map(str, data.image_shape))} ({data.x.dtype}) from "
-           f"{data.path} ({data.kind}), {k} classes")
+    data, k = read_training_set(train, num_classes, out, sheet_size, input_size, settings, runlog)
     net, info = prepare_model(model, data, k, weights, model_options, mean, std, input_size, runlog)
     q = load_queries(query_items(queries, data.image_shape), data, net, k, settings.device)
-    for name, y, src, pred, conf in zip(q.paths, q.labels.tolist(), q.label_source, q.predicted, q.confidence):
-        note = "" if src == "predicted" or y == pred else "  (differs from the model's prediction: is the image affected?)"
-        runlog(f"{name}: audited as label {y} ({data.classes[y]}, {src}); the model predicts {pred} with p = {conf:.3f}{note}")
+    log_queries(q, data, runlog)
     out.mkdir(parents=True, exist_ok=True)
     runlog.open(out)
     torch.manual_seed(settings.seed)  # nothing should draw from the global stream; fixed anyway
@@ -129,5 +142,6 @@ def audit(
     inputs = {**asdict(info), "num_classes": k, "train": data.path, "queries": list(q.paths)}
     with stage("outputs", runlog):
         files = write_outputs(out, inputs, data, q, result, settings, sheet_size)
-    runlog(f"flagged {len(result.flagged)} of {len(data.y)} training images; wrote {', '.join(files)} and audit.log to {out}")
+    runlog(f"flagged {len(result.flagged)} of {len(data.y)} training images; wrote {', '.join(files)} and audit.log "
+           f"to {out}")
     return result

@@ -137,7 +137,8 @@ def build_audit_model(
     if weights is not None:
         info.weights, info.weights_sha256 = str(weights), sha256(weights) if Path(weights).is_file() else None
     elif not is_import_spec(arch):
-        raise AuditError(f"--weights is required with --arch {arch} (only MODULE:NAME may build a trained model itself)")
+        raise AuditError(f"--weights is required with --arch {arch} (only MODULE:NAME may build a trained model "
+                         "itself). Fix: --weights the state_dict file")
     in_channels = int(sample.shape[1])
     if arch == TORCHSCRIPT:
         net = _torchscript(str(weights), sample, options, mean, std, input_size, info)

@@ -155,7 +155,7 @@ def align_keys(state: dict[str, torch.Tensor], expected: Sequence[str]) -> tuple
         prefix = keys[0].split(".", 1)[0] + "."
         if len(prefix) > 1 and all(k.startswith(prefix) for k in keys) and {k[len(prefix):] for k in keys} == other:
             if strip:
-                return {k[len(prefix):]: v for k, v in state.items()}, f"removed the prefix {prefix!r} from the weights' keys"
+                return {k[len(prefix):]: v for k, v in state.items()}, f"removed the prefix {prefix!r} from the keys"
             return {prefix + k: v for k, v in state.items()}, f"added the prefix {prefix!r} to the weights' keys"
     return state, None
 
@@ -212,7 +212,8 @@ def adapt(
     """Put ``net`` behind :class:`InputAdapter` when it needs normalising, resizing or 1→3 channels (recorded in
     ``info``); a network needing none of them is returned as it is (its module names stay the user's)."""
     if (mean is None) != (std is None):
-        raise AuditError("give both --mean and --std (the statistics your model normalised its inputs with), or neither")
+        raise AuditError("give both --mean and --std (the statistics your model normalised its inputs with), or "
+                         "neither")
     channels = first_conv_channels(net) or in_channels
     if not (channels == in_channels or (in_channels == 1 and channels == 3)):
         channels = in_channels  # let the input check report what the model takes

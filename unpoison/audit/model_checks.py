@@ -52,7 +52,8 @@ def check_trackable(model: nn.Module, info: ModelInfo) -> None:
             "TorchScript file use --arch torchscript)"
         )
     info.tracked = tracked
-    info.notes += [f"not tracked (no EK-FAC factors): {', '.join(f'{k} ×{v}' for k, v in ignored.items())}"] if ignored else []
+    if ignored:
+        info.notes.append(f"not tracked (no EK-FAC factors): {', '.join(f'{k} ×{v}' for k, v in ignored.items())}")
 
 
 def _runs(net: nn.Module, shape: tuple[int, int, int]) -> bool:
@@ -64,7 +65,9 @@ def _runs(net: nn.Module, shape: tuple[int, int, int]) -> bool:
         return False
 
 
-def accepted_shapes(net: nn.Module, channels: list[int], sizes: tuple[int, ...] = PROBE_SIZES) -> list[tuple[int, int, int]]:
+def accepted_shapes(
+    net: nn.Module, channels: list[int], sizes: tuple[int, ...] = PROBE_SIZES
+) -> list[tuple[int, int, int]]:
     """The C×S×S inputs (``channels`` × square ``sizes``) on which ``net`` runs (eval mode, no gradients)."""
     return [(c, s, s) for c in channels for s in sizes if _runs(net, (c, s, s))]
 
@@ -72,13 +75,14 @@ def accepted_shapes(net: nn.Module, channels: list[int], sizes: tuple[int, ...] 
 def _input_error(model: nn.Module, sample: torch.Tensor, err: Exception, info: ModelInfo) -> AuditError:
     net = model.net if isinstance(model, InputAdapter) else model
     c, h, w = sample.shape[1:]
-    given = f"{c}×{h}×{w}" + (f", resized to {info.input_size[0]}×{info.input_size[1]} by --input-size" if info.input_size else "")
+    resized = f", resized to {info.input_size[0]}×{info.input_size[1]} by --input-size" if info.input_size else ""
+    given = f"{c}×{h}×{w}{resized}"
     shapes = accepted_shapes(net, sorted({1, 3, info.channels}))
     tried = f"tried 1 and 3 channels at {', '.join(map(str, PROBE_SIZES))} px"
     head = f"the model fails on the training images ({given}) with {type(err).__name__}: {first_line(err)}."
     if not shapes:
-        return AuditError(f"{head} It ran on no other input either ({tried}). Fix: check that --arch builds the network "
-                          "the weights come from and that its forward takes one batch of images")
+        return AuditError(f"{head} It ran on no other input either ({tried}). Fix: check that --arch builds the "
+                          "network the weights come from and that its forward takes one batch of images")
     sizes = sorted({(s[1], s[2]) for s in shapes if s[0] == info.channels}, key=lambda s: abs(s[0] - h))
     if sizes:
         hs, ws = sizes[0]

@@ -49,7 +49,8 @@ def as_image(obj: Any, where: str) -> torch.Tensor:
             obj = obj.transpose(2, 0, 1)  # H×W×C
         obj = torch.from_numpy(np.ascontiguousarray(obj))
     if not isinstance(obj, torch.Tensor):
-        raise AuditError(f"{where}: a {type(obj).__name__} is not an image; give a tensor or array (C×H×W) or a PIL image")
+        raise AuditError(f"{where}: a {type(obj).__name__} is not an image; give a tensor or array (C×H×W) or a PIL "
+                         "image")
     x = obj.detach().cpu()
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[0] not in (1, 3):
@@ -101,7 +102,8 @@ def from_dataset(ds: Any) -> TrainingSet:
         raise AuditError(f"train: Dataset items must be (image, label) pairs, item 0 is a {type(first).__name__}")
     if not torch.equal(as_image(first[0], "train[0]"), as_image(again[0], "train[0]")):
         raise AuditError("train: the Dataset returns a different image each time item 0 is read (random "
-                         "augmentation?). Fix: give the training images without random transforms (e.g. only ToTensor())")
+                         "augmentation?). Fix: give the training images without random transforms (e.g. only "
+                         "ToTensor())")
     images, labels = [], []
     for i in range(n):
         item = ds[i]
@@ -122,7 +124,8 @@ def from_arrays(x: Any, y: Any) -> TrainingSet:
         raise AuditError(f"train: x must be N×C×H×W images with 1 or 3 channels, got shape "
                          f"{tuple(getattr(x, 'shape', ()))}; {FORMS}")
     if y.ndim != 1 or len(y) != len(x) or y.is_floating_point() or len(x) == 0:
-        raise AuditError(f"train: y must hold one integer label per image ({len(x)}), got shape {tuple(y.shape)} {y.dtype}")
+        raise AuditError(f"train: y must hold one integer label per image ({len(x)}), got shape {tuple(y.shape)} "
+                         f"{y.dtype}")
     x = x.detach().cpu()
     if x.is_floating_point():
         check_range(float(x.min()), float(x.max()), "train x")

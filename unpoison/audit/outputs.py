@@ -22,7 +22,8 @@ from unpoison.io import atomic_path, save_json, save_npy, save_torch  # noqa: E4
 from unpoison.report.figures import plot_collapse  # noqa: E402
 
 FILES = {
-    "flagged.csv": "the flagged training images, most collapsed first: index, file, label, collapse count, base influence",
+    "flagged.csv": "the flagged training images, most collapsed first: index, file, label, collapse count, base "
+                   "influence",
     "flagged.npy": "the same indices (int64, sorted), into the training set in the order the audit read it",
     "top_collapsed.png": "contact sheet of the most collapsed training images (red title: flagged)",
     "collapse.png": "Δ per transform and the collapse count, flagged vs the other training images (first image)",
@@ -30,6 +31,23 @@ FILES = {
     "audit.json": "inputs (with the tracked modules), settings, counts and times, machine-readable",
     "audit.log": "the run log: every progress line, time-stamped, and the full traceback of a failure",
 }
+
+
+CAVEATS = [  # the caveats section of summary.md
+    "- τ and k are fixed at the paper's defaults, NOT tuned: an audit has no ground truth. Other values can be "
+    "re-applied to `scores.pt` without re-scoring.",
+    "- Flags are candidates, not proof. With one image, expect clean images among them (on the pipeline's digits "
+    "benchmark one image finds every poison at about 40 % precision); several suspicious images of one attack, "
+    "intersected, are far more precise. Look at the contact sheet before removing anything.",
+    "- The audited label should be the one the model gives the image (the attacker's target). An image the "
+    "attack does not affect gives no signal, and poisons the audited image does not rely on are not found.",
+    "- The model must see its inputs as in training: project models normalise themselves; any other model "
+    "gets [0, 1] images normalised by --mean/--std (none given = no normalisation) at --input-size (none = the "
+    "images' size). A low agreement with the training labels above means this is wrong.",
+    "- Only the Linear and Conv2d modules listed above enter the influence (EK-FAC); the transforms are drawn from "
+    "the augmentation families listed under Settings (choose them with --augmentations when the model was "
+    "trained with augmentations that make some of them ordinary for it).",
+]
 
 
 def ranking(result: AuditResult) -> np.ndarray:
@@ -78,7 +96,8 @@ def contact_sheet(train: TrainingSet, result: AuditResult, n_b: int, out: Path, 
         name = Path(train.names[i]).name
         ax.set_title(f"{name[:14]}\n{train.classes[int(train.y[i])][:10]} · {int(worst[i])}/{n_b}", fontsize=7,
                      color="tab:red" if i in flagged else "0.35")
-    fig.suptitle(f"most collapsed training images: file, label · collapse count (red: flagged, {len(flagged)} in all)", fontsize=9)
+    fig.suptitle(f"most collapsed training images: file, label · collapse count (red: flagged, {len(flagged)} in all)",
+                 fontsize=9)
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -94,7 +113,8 @@ def model_lines(inputs: dict[str, Any]) -> list[str]:
     """summary.md's lines on the model: what it is, its weights and inputs, the modules EK-FAC tracks."""
     tracked = inputs.get("tracked", [])
     kinds = ", ".join(f"{sum(m['type'] == t for m in tracked)} {t}" for t in sorted({m["type"] for m in tracked}))
-    names = ", ".join(f"`{m['name']}`" for m in tracked[:40]) + (f", … ({len(tracked) - 40} more)" if len(tracked) > 40 else "")
+    names = ", ".join(f"`{m['name']}`" for m in tracked[:40])
+    names += f", … ({len(tracked) - 40} more)" if len(tracked) > 40 else ""
     weights = (f"weights `{inputs['weights']}` (sha256 {(inputs.get('weights_sha256') or '?')[:12]})"
                if inputs.get("weights") else "no weights file (the model as built)")
     size = inputs.get("input_size")
@@ -135,7 +155,8 @@ def summary_markdown(
         *model_lines(inputs),
         f"- training set: `{train.path}` ({train.kind}), {n} images of {c}×{h}×{w}, {len(train.classes)} classes; "
         f"the model classifies **{100 * result.train_agreement:.1f} %** of them as labelled"
-        + (" — LOW: check the architecture, --mean/--std and the class-folder → label mapping" if result.train_agreement < 0.5 else ""),
+        + (" — LOW: check the architecture, --mean/--std and the class-folder → label mapping"
+           if result.train_agreement < 0.5 else ""),
         "- suspicious images (audited with the label shown; `predicted` = the model's own):\n",
         "| image | audited label | model predicts | flagged by this image alone |\n|---|---|---|---:|\n" + qrows,
         "## Settings\n",
@@ -147,7 +168,8 @@ def summary_markdown(
         f"Wall time: factors {result.seconds['factors']:.1f} s, scores {result.seconds['scores']:.1f} s, "
         f"total {result.seconds['total']:.1f} s.",
         f"\n## Top entries (of {n_flag}; all in flagged.csv)\n",
-        _md_table(table.head(20)[["rank", "index", "file", "class", "collapse_count", "base_influence"]]) if n_flag else "none flagged\n",
+        _md_table(table.head(20)[["rank", "index", "file", "class", "collapse_count", "base_influence"]])
+        if n_flag else "none flagged\n",
         "## How to read it\n",
         "For each suspicious image z, the audit computed the EK-FAC influence of every training image on z with "
         "the label above (positive = the training image pushes the model towards that label), then on n_b "
@@ -160,19 +182,7 @@ def summary_markdown(
         "Files:\n",
         "".join(f"- `{f}`: {FILES[f]}\n" for f in files if f in FILES),
         "## Caveats\n",
-        "- τ and k are fixed at the paper's defaults, NOT tuned: an audit has no ground truth. Other values can be "
-        "re-applied to `scores.pt` without re-scoring.",
-        "- Flags are candidates, not proof. With one image, expect clean images among them (on the pipeline's digits "
-        "benchmark one image finds every poison at about 40 % precision); several suspicious images of one attack, intersected, are "
-        "far more precise. Look at the contact sheet before removing anything.",
-        "- The audited label should be the one the model gives the image (the attacker's target). An image the "
-        "attack does not affect gives no signal, and poisons the audited image does not rely on are not found.",
-        "- The model must see its inputs as in training: project models normalise themselves; any other model "
-        "gets [0, 1] images normalised by --mean/--std (none given = no normalisation) at --input-size (none = the "
-        "images' size). A low agreement with the training labels above means this is wrong.",
-        "- Only the Linear and Conv2d modules listed above enter the influence (EK-FAC); the transforms are drawn from "
-        "the augmentation families listed under Settings (choose them with --augmentations when the model was "
-        "trained with augmentations that make some of them ordinary for it).",
+        *CAVEATS,
     ]
     return "\n".join(lines) + "\n"
 

@@ -73,8 +73,9 @@ def _attr(gm: fx.GraphModule, node: object) -> torch.Tensor | None:
 def _place(gm: fx.GraphModule, weight_target: str, module: nn.Module) -> str:
     """Put ``module`` where the weight's owner is (``layer1.0.conv1``), or beside it when that is taken."""
     owner, _, leaf = weight_target.rpartition(".")
-    held = {n for n, _ in gm.get_submodule(owner).named_parameters()} | {n for n, _ in gm.get_submodule(owner).named_buffers()}
-    if owner and leaf == "weight" and held <= {"weight", "bias"} and not isinstance(gm.get_submodule(owner), (nn.Linear, nn.Conv2d)):
+    holder = gm.get_submodule(owner) if owner else gm
+    held = {n for n, _ in holder.named_parameters()} | {n for n, _ in holder.named_buffers()}
+    if owner and leaf == "weight" and held <= {"weight", "bias"} and not isinstance(holder, (nn.Linear, nn.Conv2d)):
         parent, _, name = owner.rpartition(".")
         setattr(gm.get_submodule(parent), name, module)
         return owner
@@ -122,7 +123,9 @@ def scripted_channels(scripted: torch.jit.ScriptModule) -> int | None:
     return None
 
 
-def convert_scripted(scripted: torch.jit.ScriptModule, sample: torch.Tensor, path: str | Path) -> tuple[nn.Module, list[str]]:
+def convert_scripted(
+    scripted: torch.jit.ScriptModule, sample: torch.Tensor, path: str | Path
+) -> tuple[nn.Module, list[str]]:
     """An eager, kronfluence-trackable copy of a TorchScript model.
 
     Args:

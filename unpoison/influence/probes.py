@@ -65,6 +65,16 @@ def augmentation_families(image_size: int, channels: int) -> dict[str, Augment]:
     return families
 
 
+def select_families(image_size: int, channels: int, families: tuple[str, ...] | None = None) -> dict[str, Augment]:
+    """The families of :func:`augmentation_families` named in ``families`` (None = all); raise on unknown names."""
+    available = augmentation_families(image_size, channels)
+    unknown = sorted(set(families or ()) - set(available))
+    if unknown or (families is not None and not families):
+        raise ValueError(f"augmentation families {unknown or '[]'} not available for {channels}-channel images; "
+                         f"choose one or more of {sorted(available)}")
+    return {k: available[k] for k in (families if families is not None else available)}
+
+
 @dataclass
 class ProbeSet:
     """All query rows of one scoring pass and where each probe's rows are.
@@ -109,8 +119,7 @@ def build_probe_set(
             from its ``probes`` stream).
         probes: which of :data:`PROBES` to build.
         stream: the seed's random stream (``probes``; the control queries draw from ``probes/controls``).
-        families: the augmentation families to draw from (None = every family of
-            :func:`augmentation_families` for these images).
+        families: the augmentation families to draw from (None = all; see :func:`select_families`).
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -118,12 +127,7 @@ def build_probe_set(
     if n_b < 1:
         raise ValueError(f"n_b must be ≥ 1, got {n_b}")
     q, c, h, w = x.shape
-    available = augmentation_families(min(h, w), c)
-    unknown_families = sorted(set(families or ()) - set(available))
-    if unknown_families or (families is not None and not families):
-        raise ValueError(f"augmentation families {unknown_families or '[]'} not available for {c}-channel images; "
-                         f"choose one or more of {sorted(available)}")
-    families_used = {k: available[k] for k in (families if families is not None else available)}
+    families_used = select_families(min(h, w), c, families)
     names = sorted(families_used)
     rng = stage_rng(seed, stream)
     base = to_float(x) if x.dtype == torch.uint8 else x.float()
