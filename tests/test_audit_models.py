@@ -243,3 +243,14 @@ def test_augmentation_families_can_be_chosen(user):
     assert {a for row in chosen.augmentations for a in row} <= {"hflip", "invert"}
     default, explicit = build_probe_set(x, y, 10, 6, 0), build_probe_set(x, y, 10, 6, 0, families=None)
     assert torch.equal(default.images, explicit.images)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_weights_with_a_prefix_or_in_torchscript(user, tmp_path):
+    sample = user["x"][:2].float() / 255
+    torch.save({"state_dict": {f"model.{k}": v for k, v in user["net"].state_dict().items()}}, tmp_path / "l.ckpt")
+    model, info = build_audit_model(f"{user['root'] / MODULE}.py:SmallNet", tmp_path / "l.ckpt", 10, sample)
+    assert torch.equal(model(sample), user["net"](sample)) and "removed the prefix 'model.'" in info.notes[0]
+    torch.jit.save(torch.jit.script(user["net"]), tmp_path / "net.ts")
+    with pytest.raises(AuditError, match="is a TorchScript file: pass --arch torchscript"):
+        build_audit_model(f"{user['root'] / MODULE}.py:SmallNet", tmp_path / "net.ts", 10, sample)

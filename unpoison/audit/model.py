@@ -83,8 +83,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "'weights.pt'), and pass that file"
         ) from err
     except Exception as err:  # truncated or not a torch file
-        if "torch.jit.load" in str(err):
-            raise AuditError(f"--weights {str(path)!r} is a TorchScript file: pass --arch torchscript") from err
+        if "torch.jit.load" in str(err) or "TorchScript archive" in str(err):
+            raise AuditError(f"--weights {str(path)!r} is a TorchScript file: pass --arch torchscript (or give the "
+                             "state_dict of the eager model)") from err
         raise AuditError(f"--weights {str(path)!r} is not a readable torch file ({first_line(err)})") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
