@@ -96,7 +96,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--count", type=int, default=150, help="poisoned training images (150 = 1.5 %% of 10k)")
+    p.add_argument("--count", type=int, default=250, help="poisoned training images (250 = 2.5 %% of 10k, as "
+                   "experiments/cifar10-cpu.yaml)")
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")

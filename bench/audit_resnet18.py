@@ -38,7 +38,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--count", type=int, default=150, help="poisoned training images (150 = 1.5 %% of 10k)")
+    p.add_argument("--lr", type=float, default=0.05, help="peak SGD lr (0.1 diverged in epoch 1 with this stem)")
+    p.add_argument("--count", type=int, default=250, help="poisoned training images (250 = 2.5 %% of 10k, as "
+                   "experiments/cifar10-cpu.yaml)")
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")
@@ -49,7 +51,7 @@ def main() -> None:
     run = Path(args.out) / f"s{args.seed}"
     torch.manual_seed(stage_seed(args.seed, "train/init"))
     net = torchvision.models.resnet18(weights=None, num_classes=10)
-    recipe = TrainRecipe(epochs=args.epochs, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+    recipe = TrainRecipe(epochs=args.epochs, batch_size=128, lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
                          milestones=[round(args.epochs * 0.5), round(args.epochs * 0.8)], crop_padding=4, flip=True)
     facts = prepare(run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device))
     if facts["n_queries"] == 0:
