@@ -100,7 +100,8 @@ def test_capped_lambda_stage_sees_a_random_subset_and_covariance_still_sees_all(
     n, cap = len(y), 60
     data = RecordingDataset(x, y)
     fit_factors(model, data, tmp_path / "capped", FactorSettings(batch_size=64, lambda_max_examples=cap), DEV, seed=0)
-    covariance, lam = data.seen[:n], data.seen[n:]
+    assert data.seen[0] == 0  # the cost estimate reads the first example once
+    covariance, lam = data.seen[1 : n + 1], data.seen[n + 1 :]
     assert sorted(covariance) == list(range(n))  # the uncapped stage still sums over every point
     assert len(lam) == len(set(lam)) == cap
     assert len(set(y[lam].tolist())) >= 6  # kronfluence alone: the first 60 sorted points, classes 0-1 only
@@ -121,7 +122,7 @@ def test_uncapped_fit_keeps_the_training_order(sorted_digits, tmp_path):
     for label, settings in {"none": FactorSettings(batch_size=64), "above_n": FactorSettings(batch_size=64, covariance_max_examples=n, lambda_max_examples=5 * n)}.items():
         data = RecordingDataset(x, y)
         fit_factors(model, data, tmp_path / label, settings, DEV, seed=0)
-        assert data.seen == list(range(n)) * 2  # covariance then lambda, in the dataset's order
+        assert data.seen == [0] + list(range(n)) * 2  # cost estimate, covariance then lambda, in the dataset's order
         fits[label] = {f: _factor(tmp_path / label, f) for f in ("gradient_covariance", "lambda_matrix")}
     for f, tensors in fits["none"].items():
         for name, t in tensors.items():
