@@ -75,7 +75,8 @@ def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: in
         "victim": poisoned.truth["victim"], "target": poisoned.truth["target"],
     }))
     facts = {"seed": seed, "train_s": train_s, "train_cpu_s": train_cpu, "epochs": recipe.epochs,
-             "clean_acc": accuracy(wrapped, data.x_test, data.y_test, device), "psr": accuracy(wrapped, x_aff, target, device),
+             "clean_acc": accuracy(wrapped, data.x_test, data.y_test, device),
+             "psr": accuracy(wrapped, x_aff, target, device),
              "n_poisons": len(poisoned.truth["poison_indices"]), "n_queries": len(queries["x"]),
              "parameters": sum(p.numel() for p in net.parameters())}
     (run / "facts.json").write_text(json.dumps(facts, indent=1))
@@ -118,23 +119,41 @@ def score(audit_dir: Path, truth_dir: Path) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict], facts: dict, seconds: dict) -> str:
+def fit_text(report: dict) -> str:
+    """The factor fit in one sentence: examples per stage, stage times, modules whose eigh needed help."""
+    fit = report.get("fit") or {}
+    if not fit:
+        return ""
+    helped = [f"{m} {f} ({r['solver']}, jitter {r['jitter']:.1e})"
+              for m, fs in fit["eigendecomposition"]["modules"].items() for f, r in fs.items() if r["helped"]]
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in fit.get("seconds", {}).items() if k != "total")
+    return (f" Factors: covariances on {fit['n_covariance']:,} images, eigenvalue corrections on {fit['n_lambda']:,} "
+            f"({stages}); eigendecomposition help: {'; '.join(helped) if helped else 'none'}.")
+
+
+def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = None) -> str:
     """The markdown lines of one run: 1 image (the first, and mean ± std over the images alone) and all."""
     df = pd.DataFrame(rows)
     alone, first, both = df[df["images"] == 1], df.iloc[1], df.iloc[0]
-    fmt = lambda r: f"{r['n_flagged']} | {r['true_positives']} / {r['n_poisons']} | {100 * r['tpr']:.1f} | {100 * r['precision']:.1f}"  # noqa: E731
+
+    def fmt(r: pd.Series) -> str:
+        return (f"{r['n_flagged']} | {r['true_positives']} / {r['n_poisons']} | {100 * r['tpr']:.1f} | "
+                f"{100 * r['precision']:.1f}")
+
     lines = [
         "| suspicious images | flagged | poisons found | TPR % | precision % |",
         "|---|---:|---:|---:|---:|",
         f"| 1 (query1) | {fmt(first)} |",
-        f"| 1, mean ± std over the {len(alone)} images alone | {alone['n_flagged'].mean():.1f} ± {alone['n_flagged'].std(ddof=0):.1f} | | "
+        f"| 1, mean ± std over the {len(alone)} images alone | {alone['n_flagged'].mean():.1f} ± "
+        f"{alone['n_flagged'].std(ddof=0):.1f} | | "
         f"{100 * alone['tpr'].mean():.1f} ± {100 * alone['tpr'].std(ddof=0):.1f} | "
         f"{100 * alone['precision'].mean():.1f} ± {100 * alone['precision'].std(ddof=0):.1f} |",
         f"| {int(both['images'])}, intersected | {fmt(both)} |",
     ]
-    times = (f"\nmodel: {facts['parameters'] / 1e6:.2f} M parameters, {facts['epochs']} epochs in {facts['train_s'] / 60:.1f} min "
-             f"wall; clean accuracy {100 * facts['clean_acc']:.1f} %, PSR {100 * facts['psr']:.1f} %, "
+    times = (f"\nmodel: {facts['parameters'] / 1e6:.2f} M parameters, {facts['epochs']} epochs in "
+             f"{facts['train_s'] / 60:.1f} min wall; clean accuracy {100 * facts['clean_acc']:.1f} %, "
+             f"PSR {100 * facts['psr']:.1f} %, "
              f"{facts['n_poisons']} poisons. Audit ({int(both['images'])} images in one run): "
              f"{seconds['wall'] / 60:.1f} min wall, {seconds['cpu'] / 60:.1f} min CPU; inside it factors "
-             f"{seconds['factors']:.0f} s, scores {seconds['scores']:.0f} s.\n")
+             f"{seconds['factors']:.0f} s, scores {seconds['scores']:.0f} s." + fit_text(report or {}) + "\n")
     return "\n".join(lines) + times

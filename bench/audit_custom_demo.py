@@ -113,16 +113,17 @@ def main() -> None:
                          milestones=[m1, m2], crop_padding=4, flip=True)
     facts = prepare(run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device))
     if facts["n_queries"] == 0:
-        raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified as "
-                         f"the target; train longer (--epochs) or delete {run} and try another seed")
+        raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified "
+                         f"as the target; train longer (--epochs) or delete {run} and try another seed")
     out = run / f"audit{'_' + args.tag if args.tag else ''}"
     argv = audit_options(run, "bench/audit_custom_demo.py:PreActResNet18", {"width": args.width}, facts["n_queries"])
     wall, cpu = run_cli(argv + ["--seed", str(args.seed), "--device", args.device, *args.audit_option], out)
-    inner = json.loads((out / "audit.json").read_text())["seconds"]
+    report = json.loads((out / "audit.json").read_text())
+    inner = report["seconds"]
     rows = score(out, run / "truth")
     body = (f"PreAct-ResNet18 (width {args.width}) from `bench/audit_custom_demo.py`, seed {args.seed}, audited with "
             f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
-            + table(rows, facts, {"wall": wall, "cpu": cpu, **inner}))
+            + table(rows, facts, {"wall": wall, "cpu": cpu, **inner}, report))
     (out / "results.md").write_text(body)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
     print(body)

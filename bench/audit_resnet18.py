@@ -63,7 +63,7 @@ def main() -> None:
     rows = score(out, run / "truth")
     body = (f"torchvision resnet18 (ImageNet stem), seed {args.seed}, audited with "
             f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
-            + table(rows, facts, {"wall": wall, "cpu": cpu, **report["seconds"]}))
+            + table(rows, facts, {"wall": wall, "cpu": cpu, **report["seconds"]}, report))
     (out / "results.md").write_text(body)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
     print(body)

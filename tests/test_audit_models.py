@@ -145,7 +145,8 @@ def test_custom_class_cli_and_objects_agree(user, monkeypatch):
     assert np.array_equal(objects.flagged, np.load(out / "flagged.npy"))
     assert json.loads((user["root"] / "o1" / "audit.json").read_text())["inputs"]["family"] == "object"
     after = user["net"].state_dict()  # the caller's model is left as it was
-    assert all(torch.equal(v, after[k]) for k, v in before.items()) and all(p.requires_grad for p in user["net"].parameters())
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert all(p.requires_grad for p in user["net"].parameters())
 
 
 def test_file_path_and_factory_build_the_same_model(user):
@@ -204,7 +205,7 @@ def test_stage_failure_is_one_line_with_the_traceback_in_the_log(user, monkeypat
     assert main(_argv(user, f"{MODULE}:GradFails", out="failed")) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("unpoison-audit: error: stage 'factors: covariance'")
+    assert err.startswith("unpoison-audit: error: stage 'factors: cost estimate'")  # its timing pass runs first
     assert "boom while computing gradients. Try: " in err and "audit.log" in err
     log = (user["root"] / "failed" / "audit.log").read_text()
     assert "Traceback (most recent call last)" in log and "fitting EK-FAC factors" in log
@@ -254,3 +255,22 @@ def test_weights_with_a_prefix_or_in_torchscript(user, tmp_path):
     torch.jit.save(torch.jit.script(user["net"]), tmp_path / "net.ts")
     with pytest.raises(AuditError, match="is a TorchScript file: pass --arch torchscript"):
         build_audit_model(f"{user['root'] / MODULE}.py:SmallNet", tmp_path / "net.ts", 10, sample)
+
+
+def test_an_influence_stage_error_keeps_its_stage_module_and_hint(tmp_path):
+    from unpoison.audit.runlog import AuditStageError, stage
+    from unpoison.influence import InfluenceStageError
+
+    log = RunLog(None)
+    log.open(tmp_path)
+    with pytest.raises(AuditStageError) as caught:
+        with stage("factors", log):
+            try:
+                raise ValueError("not positive definite")
+            except ValueError as err:
+                raise InfluenceStageError("eigendecomposition", err, module="net.layer4.0.conv2") from err
+    error = caught.value
+    assert (error.stage, error.module) == ("factors: eigendecomposition", "net.layer4.0.conv2")
+    assert str(error).startswith("stage 'factors: eigendecomposition', module 'net.layer4.0.conv2' failed with "
+                                 "ValueError: not positive definite. Try: the layer's covariance")
+    assert "ValueError: not positive definite" in (tmp_path / "audit.log").read_text()

@@ -23,6 +23,7 @@ from unpoison.audit.core import AuditSettings
 from unpoison.audit.inputs import AuditError, first_line
 from unpoison.audit.runlog import AuditStageError
 from unpoison.data import DatasetError
+from unpoison.influence.settings import Cap
 from unpoison.params import ParamError, coerce_value
 
 # name → (type, default, help); the one list of options (argparse and the YAML keys are built from it)
@@ -56,10 +57,11 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "factor_batch_size": (int, 128, "batch size while fitting EK-FAC factors"),
     "score_batch_size": (int, 128, "training batch size while scoring"),
     "query_batch_size": (int, 64, "query gradients computed together (all are scored in one pass)"),
-    "covariance_max_examples": (int | None, None, "fit the covariances on this many random training images "
-                                                  "(default all)"),
-    "lambda_max_examples": (int | None, None, "fit eigenvalue corrections on this many random training images "
-                                              "(faster on large sets; default all)"),
+    "covariance_max_examples": (Cap, "auto", "fit the covariances on this many random training images; auto = a cap "
+                                             "when the estimated cost exceeds 2 training epochs; all = every image"),
+    "lambda_max_examples": (Cap, "auto", "fit the eigenvalue corrections on this many random training images; auto "
+                                         "= a cap when the estimated cost exceeds 2 training epochs (the stage that "
+                                         "dominates on wide conv layers); all = every image"),
     "sheet_size": (int, 32, "images on the contact sheet"),
 }
 REQUIRED = ("arch", "train", "query", "out")
@@ -70,6 +72,17 @@ def _key_value(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. width=32)")
     key, value = text.split("=", 1)
     return key.strip(), yaml.safe_load(value)
+
+
+def parse_cap(text: str) -> int | str | None:
+    """A stage cap on the command line: a count, ``auto`` or ``all``."""
+    if text in ("auto",):
+        return "auto"
+    if text.lower() in ("all", "null", "none"):
+        return None
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give a number of images ≥ 1, auto or all")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument(flag, nargs=2, type=int, metavar=("H", "W"), **kw)
         elif name == "augmentations":
             p.add_argument(flag, nargs="+", metavar="FAMILY", **kw)
+        elif kind is Cap:
+            p.add_argument(flag, type=parse_cap, metavar="N|auto|all", **kw)
         else:
             base = {int | None: int, list[str]: str}.get(kind, kind)
             p.add_argument(flag, type=base, **kw)

@@ -25,8 +25,14 @@ from unpoison.data import TensorDataset01
 from unpoison.detectors import get_detector
 from unpoison.detectors.base import DetectorInputs
 from unpoison.device import resolve_device
-from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence import FactorSettings, FitReport, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence.settings import Cap
 from unpoison.training import batched_forward
+
+
+def is_cap(value: object) -> bool:
+    """A stage cap: ``auto``, None (every example) or a positive count."""
+    return value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
 @dataclass
@@ -44,8 +50,10 @@ class AuditSettings:
     factor_batch_size: int = 128  # factor fitting batch (sums: no effect on results)
     score_batch_size: int = 128  # training batch while scoring
     query_batch_size: int = 64  # query gradients computed this many at a time; all are scored in one pass
-    lambda_max_examples: int | None = None  # fit the eigenvalue corrections on a random subset (None = all)
-    covariance_max_examples: int | None = None  # fit the covariances on a random subset (None = all)
+    # fit the eigenvalue corrections / covariances on a random subset: a count, None = all, "auto" = a cap
+    # chosen from the estimated cost of the stage (unpoison.influence.cost) when it exceeds 2 training epochs
+    lambda_max_examples: Cap = "auto"
+    covariance_max_examples: Cap = "auto"
     augmentations: tuple[str, ...] | None = None  # augmentation families of the transforms (None = all that apply)
 
     def __post_init__(self) -> None:
@@ -57,10 +65,10 @@ class AuditSettings:
             (self.factor_batch_size >= 1, "factor_batch_size", self.factor_batch_size, "≥ 1"),
             (self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "≥ 1"),
             (self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1"),
-            (self.lambda_max_examples is None or self.lambda_max_examples >= 1, "lambda_max_examples",
-             self.lambda_max_examples, "≥ 1 or unset"),
-            (self.covariance_max_examples is None or self.covariance_max_examples >= 1, "covariance_max_examples",
-             self.covariance_max_examples, "≥ 1 or unset"),
+            (is_cap(self.lambda_max_examples), "lambda_max_examples", self.lambda_max_examples,
+             "auto, all (null) or ≥ 1"),
+            (is_cap(self.covariance_max_examples), "covariance_max_examples", self.covariance_max_examples,
+             "auto, all (null) or ≥ 1"),
             (self.augmentations is None or len(self.augmentations) >= 1, "augmentations", self.augmentations,
              "one or more family names, or unset (all)"),
         ]
@@ -97,7 +105,8 @@ class AuditResult:
         probe_labels: (q, 1 + n_b) labels of those columns; augmentations: (q, n_b) family names.
         collapse: int (q, N) #{j : Δ(i, j) < τ} per image; per_image_flagged: how many each image flags alone.
         train_agreement: share of training images the model classifies as labelled (a sanity check).
-        seconds: wall time per step.
+        seconds: wall time per step; fit: the factor fit's report (resolved caps, cost estimate, stage times,
+            the modules whose eigendecomposition needed jitter or another solver).
     """
 
     flagged: np.ndarray
@@ -108,6 +117,7 @@ class AuditResult:
     per_image_flagged: list[int]
     train_agreement: float
     seconds: dict[str, float] = field(default_factory=dict)
+    fit: FitReport | None = None
 
 
 def check_labels(train: TrainingSet, num_classes: int) -> None:
@@ -185,16 +195,15 @@ def run_audit(
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:
         log(f"fitting EK-FAC factors on {len(train.y)} training images ({device}) ...")
         with stage("factors", log):
-            fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed)
+            report = fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed, log=log)
         seconds["factors"] = time.perf_counter() - start
-        log(f"factors done in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
+        log(f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
             f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
         with stage("scores", log):
             scores = score_queries(
-                model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device
+                model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device, log
             )
         seconds["scores"] = time.perf_counter() - start - seconds["factors"]
-        log(f"scores done in {seconds['scores']:.1f} s")
     cols = torch.cat([probes.base_rows[:, None], probes.probe_rows["both"]], dim=1)
     per_image = scores[cols].contiguous()  # (q, 1 + n_b, N), the layout the detectors read
     flagged = detector.detect(DetectorInputs(scores={"both": {"scores": per_image, "labels": probes.labels[cols]}}))
@@ -202,5 +211,6 @@ def run_audit(
     alone = [int((c >= settings.n_b - settings.k).sum()) for c in collapse]
     seconds["total"] = time.perf_counter() - start
     return AuditResult(
-        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds
+        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds,
+        report,
     )

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from unpoison.audit.core import AuditResult, AuditSettings, Queries  # noqa: E402
 from unpoison.audit.inputs import TrainingSet  # noqa: E402
+from unpoison.influence.progress import format_seconds  # noqa: E402
 from unpoison.io import atomic_path, save_json, save_npy, save_torch  # noqa: E402
 from unpoison.report.figures import plot_collapse  # noqa: E402
 
@@ -133,6 +134,26 @@ def families_text(result: AuditResult) -> str:
     return ", ".join(f"{k} ×{v}" for k, v in counts.items())
 
 
+def fit_lines(result: AuditResult, settings: AuditSettings) -> list[str]:
+    """summary.md's lines on the factor fit: examples per stage (with the caps asked for), times, and the
+    modules whose covariance needed help to be eigendecomposed."""
+    fit, t = result.fit, result.seconds
+    times = f"Wall time: factors {t['factors']:.1f} s, scores {t['scores']:.1f} s, total {t['total']:.1f} s."
+    if fit is None:
+        return [times]
+    n = len(result.collapse[0])
+    stages = ", ".join(f"{k} {format_seconds(v)}" for k, v in fit.seconds.items() if k != "total")
+    helped = fit.helped()
+    help_text = f"{len(helped)} covariance(s) needed help:\n\n" + "".join(f"- {h}\n" for h in helped)
+    return [
+        f"\nEK-FAC factors: covariances on {fit.n_covariance:,} of {n:,} training images (covariance_max_examples "
+        f"{settings.covariance_max_examples}), eigenvalue corrections on {fit.n_lambda:,} (lambda_max_examples "
+        f"{settings.lambda_max_examples}; `auto` caps a stage whose estimated cost exceeds 2 training epochs). "
+        f"Stages: {stages}. {times}",
+        "\nEigendecomposition: " + (help_text if helped else "every covariance decomposed with plain `eigh`."),
+    ]
+
+
 def summary_markdown(
     inputs: dict[str, Any], train: TrainingSet, queries: Queries, result: AuditResult, settings: AuditSettings,
     table: pd.DataFrame, files: list[str],
@@ -162,11 +183,8 @@ def summary_markdown(
         "## Settings\n",
         f"n_b = {s.n_b} transforms per image, τ = {s.tau:g}, k = {s.k} (flag when ≥ n_b − k = {s.n_b - s.k} of the "
         f"{s.n_b} transforms collapse), seed {s.seed}, device {s.device}; batch sizes: factors {s.factor_batch_size}, "
-        f"scores {s.score_batch_size}, queries {s.query_batch_size}; covariance_max_examples "
-        f"{s.covariance_max_examples}, lambda_max_examples {s.lambda_max_examples}; augmentation families: "
-        f"{families_text(result)}. "
-        f"Wall time: factors {result.seconds['factors']:.1f} s, scores {result.seconds['scores']:.1f} s, "
-        f"total {result.seconds['total']:.1f} s.",
+        f"scores {s.score_batch_size}, queries {s.query_batch_size}; augmentation families: {families_text(result)}.",
+        *fit_lines(result, settings),
         f"\n## Top entries (of {n_flag}; all in flagged.csv)\n",
         _md_table(table.head(20)[["rank", "index", "file", "class", "collapse_count", "base_influence"]])
         if n_flag else "none flagged\n",
@@ -213,7 +231,8 @@ def write_outputs(
                       f"{Path(queries.paths[q]).name} as {train.classes[int(queries.labels[q])]}: no ground truth")
         files.append(name)
     summary = {
-        "inputs": inputs, "settings": asdict(settings), "n_train": len(train.y), "n_flagged": len(result.flagged),
+        "inputs": inputs, "settings": asdict(settings), "fit": result.fit.to_json() if result.fit else None,
+        "n_train": len(train.y), "n_flagged": len(result.flagged),
         "flagged_per_image": result.per_image_flagged, "train_agreement": result.train_agreement,
         "queries": [{"file": p, "label": int(y), "label_source": s, "predicted": pr, "confidence": c}
                     for p, y, s, pr, c in zip(queries.paths, queries.labels, queries.label_source, queries.predicted,

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from unpoison.audit.inputs import AuditError, first_line
+from unpoison.influence import InfluenceStageError
 
 LOG_NAME = "audit.log"
 
-# kronfluence's functions → the audit's stage names, to tell which part of the factor fit failed
+# functions (kronfluence's, the cost estimate's) → the audit's stage names, to tell which part of the fit failed
 KRONFLUENCE_STAGES = {
+    "resolve_caps": "factors: cost estimate",
     "fit_covariance_matrices": "factors: covariance",
     "perform_eigendecomposition": "factors: eigendecomposition",
     "fit_lambda_matrices": "factors: lambda",
@@ -125,7 +127,11 @@ def stage(name: str, log: RunLog) -> Iterator[None]:
     except Exception as exc:
         found, module = locate(exc)
         where = found if found and (name == "factors" or found == name) else name
+        cause, advice = exc, None
+        if isinstance(exc, InfluenceStageError):  # the influence stages name themselves, the module and a hint
+            where = exc.stage if exc.stage == "scores" else f"factors: {exc.stage}"
+            module, cause, advice = exc.module or module, exc.__cause__ or exc, exc.hint
         log.record_traceback(exc)
-        error = AuditStageError(where, module, exc, hint(where, exc), log.path)
+        error = AuditStageError(where, module, cause, advice or hint(where, cause), log.path)
         log(f"error: {error}", echo=False)
         raise error from exc
