@@ -18,8 +18,10 @@ from PIL import Image
 
 from unpoison.attacks import get_attack
 from unpoison.audit import AuditError, AuditSettings
+from unpoison.audit.build import build_audit_model
 from unpoison.audit.cli import main, resolve_options
-from unpoison.audit.inputs import InputAdapter, build_audit_model, load_training_set, read_state_dict
+from unpoison.audit.inputs import load_training_set
+from unpoison.audit.model import InputAdapter, read_state_dict
 from unpoison.data import ImageData
 from unpoison.models import build_model
 from unpoison.queries import select_queries
@@ -186,7 +188,7 @@ def test_config_and_settings_errors(planted, tmp_path):
     (tmp_path / "c.yaml").write_text("n_b: fifty\n")
     with pytest.raises(AuditError, match="n_b: 'fifty' must be an integer"):
         resolve_options(["--config", str(tmp_path / "c.yaml")])
-    with pytest.raises(AuditError, match="missing --weights, --train, --query, --out"):
+    with pytest.raises(AuditError, match="missing --train, --query, --out"):
         resolve_options(["--arch", "resnet18"])
     (tmp_path / "c.yaml").write_text("n_b: 8\nk: 2\nquery: a.png\narch: x\nweights: w\ntrain: t\n")
     options = resolve_options(["--config", str(tmp_path / "c.yaml"), "--k", "3", "--out", "o"])  # the command line wins
@@ -201,19 +203,23 @@ def test_torchvision_architecture(tmp_path):
     torch.manual_seed(0)
     net = torchvision.models.get_model("resnet18", weights=None, num_classes=4)
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, tmp_path / "w.pt")  # DataParallel prefix
-    model = build_audit_model("resnet18", tmp_path / "w.pt", 4, 1, mean=[0.5], std=[0.25])
     x = torch.rand(2, 1, 32, 32)  # grayscale training images reach the 3-channel network expanded
+    model, info = build_audit_model("resnet18", tmp_path / "w.pt", 4, x, mean=[0.5], std=[0.25])
     expected = net.eval()((x.expand(-1, 3, -1, -1) - 0.5) / 0.25)
     assert torch.allclose(model(x), expected, atol=1e-5)
+    assert info.family == "torchvision" and info.channels == 3 and "0.5" in info.normalisation
     with pytest.raises(AuditError, match=r"size mismatch\(es\): fc.weight \(4, 512\) in the file, \(10, 512\)"):
-        build_audit_model("resnet18", tmp_path / "w.pt", 10, 3)
+        build_audit_model("resnet18", tmp_path / "w.pt", 10, x.expand(-1, 3, -1, -1))
     with pytest.raises(AuditError, match="project models normalise their inputs themselves"):
-        build_audit_model("digits_cnn", tmp_path / "w.pt", 4, 1, mean=[0.5], std=[0.25])
-    with pytest.raises(AuditError, match="neither a project model .* nor a torchvision architecture"):
-        build_audit_model("resnet1000", tmp_path / "w.pt", 4, 3)
+        build_audit_model("digits_cnn", tmp_path / "w.pt", 4, x, mean=[0.5], std=[0.25])
+    with pytest.raises(AuditError, match="neither a project model .* nor torchscript"):
+        build_audit_model("resnet1000", tmp_path / "w.pt", 4, x)
+    with pytest.raises(AuditError, match="--weights is required with --arch resnet18"):
+        build_audit_model("resnet18", None, 4, x)
     # the same name with the project's weights (normalize.* buffers) is the project's model
     torch.save(build_model("resnet18", 4, 3, {"width": 8}).state_dict(), tmp_path / "p.pt")
-    assert not isinstance(build_audit_model("resnet18", tmp_path / "p.pt", 4, 3, {"width": 8}), InputAdapter)
+    model, info = build_audit_model("resnet18", tmp_path / "p.pt", 4, torch.rand(2, 3, 32, 32), {"width": 8})
+    assert not isinstance(model, InputAdapter) and info.family == "project"
 
 
 def test_documented_config_is_complete():

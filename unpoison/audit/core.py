@@ -18,13 +18,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from unpoison.audit.inputs import AuditError, TrainingSet, load_query_image, parse_query, query_label
+from unpoison.audit.inputs import AuditError, TrainingSet
+from unpoison.audit.objects import QueryItem, resolve_label
+from unpoison.audit.runlog import RunLog, stage
 from unpoison.data import TensorDataset01
 from unpoison.detectors import get_detector
 from unpoison.detectors.base import DetectorInputs
 from unpoison.device import resolve_device
-from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence import FactorSettings, FitReport, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence.settings import Cap
 from unpoison.training import batched_forward
+
+
+def is_cap(value: object) -> bool:
+    """A stage cap: ``auto``, None (every example) or a positive count."""
+    return value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
 
 
 @dataclass
@@ -42,7 +50,11 @@ class AuditSettings:
     factor_batch_size: int = 128  # factor fitting batch (sums: no effect on results)
     score_batch_size: int = 128  # training batch while scoring
     query_batch_size: int = 64  # query gradients computed this many at a time; all are scored in one pass
-    lambda_max_examples: int | None = None  # fit the eigenvalue corrections on a random subset (None = all)
+    # fit the eigenvalue corrections / covariances on a random subset: a count, None = all, "auto" = a cap
+    # chosen from the estimated cost of the stage (unpoison.influence.cost) when it exceeds 2 training epochs
+    lambda_max_examples: Cap = "auto"
+    covariance_max_examples: Cap = "auto"
+    augmentations: tuple[str, ...] | None = None  # augmentation families of the transforms (None = all that apply)
 
     def __post_init__(self) -> None:
         checks = [
@@ -53,8 +65,12 @@ class AuditSettings:
             (self.factor_batch_size >= 1, "factor_batch_size", self.factor_batch_size, "≥ 1"),
             (self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "≥ 1"),
             (self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1"),
-            (self.lambda_max_examples is None or self.lambda_max_examples >= 1, "lambda_max_examples",
-             self.lambda_max_examples, "≥ 1 or unset"),
+            (is_cap(self.lambda_max_examples), "lambda_max_examples", self.lambda_max_examples,
+             "auto, all (null) or ≥ 1"),
+            (is_cap(self.covariance_max_examples), "covariance_max_examples", self.covariance_max_examples,
+             "auto, all (null) or ≥ 1"),
+            (self.augmentations is None or len(self.augmentations) >= 1, "augmentations", self.augmentations,
+             "one or more family names, or unset (all)"),
         ]
         for ok, name, value, allowed in checks:
             if not ok:
@@ -67,8 +83,9 @@ class AuditSettings:
 
 @dataclass
 class Queries:
-    """The suspicious images: uint8 q×C×H×W, the label each is audited with, where that label came from
-    (``given`` or ``predicted``), the model's prediction and its softmax probability."""
+    """The suspicious images: their names (file paths, or ``query[j]`` for Python objects), q×C×H×W images
+    (uint8, or float in [0, 1]), the label each is audited with, where that label came from (``given`` or
+    ``predicted``), the model's prediction and its softmax probability."""
 
     paths: list[str]
     x: torch.Tensor
@@ -88,7 +105,8 @@ class AuditResult:
         probe_labels: (q, 1 + n_b) labels of those columns; augmentations: (q, n_b) family names.
         collapse: int (q, N) #{j : Δ(i, j) < τ} per image; per_image_flagged: how many each image flags alone.
         train_agreement: share of training images the model classifies as labelled (a sanity check).
-        seconds: wall time per step.
+        seconds: wall time per step; fit: the factor fit's report (resolved caps, cost estimate, stage times,
+            the modules whose eigendecomposition needed jitter or another solver).
     """
 
     flagged: np.ndarray
@@ -99,6 +117,7 @@ class AuditResult:
     per_image_flagged: list[int]
     train_agreement: float
     seconds: dict[str, float] = field(default_factory=dict)
+    fit: FitReport | None = None
 
 
 def check_labels(train: TrainingSet, num_classes: int) -> None:
@@ -117,33 +136,34 @@ def _probabilities(model: nn.Module, x: torch.Tensor, device: torch.device) -> t
     return batched_forward(model, x, device, lambda xb: torch.softmax(model(xb).float(), dim=1))
 
 
-def load_queries(specs: list[str], train: TrainingSet, model: nn.Module, num_classes: int, device: str = "auto") -> Queries:
-    """Read ``path[:label]`` specs; an omitted label is the model's prediction (the audit's usual case)."""
-    if not specs:
+def load_queries(
+    items: list[QueryItem], train: TrainingSet, model: nn.Module, num_classes: int, device: str = "auto"
+) -> Queries:
+    """The suspicious images with their labels; an omitted label is the model's prediction (the usual case)."""
+    if not items:
         raise AuditError("give at least one suspicious image: --query path[:label]")
-    parsed = [parse_query(s) for s in specs]
-    x = torch.stack([load_query_image(path, train.image_shape) for path, _ in parsed])
+    images = [item.x for item in items]
+    if any(im.is_floating_point() for im in images):
+        images = [im.float() / 255 if im.dtype == torch.uint8 else im for im in images]
+    x = torch.stack(images)
     probs = _probabilities(model, x, resolve_device(device))
     if probs.shape[1] != num_classes:
         raise AuditError(f"the model gives {probs.shape[1]} outputs but --num-classes is {num_classes}")
     predicted = probs.argmax(1)
     labels, sources = [], []
-    for (path, text), pred in zip(parsed, predicted.tolist()):
-        if text is None:
-            labels.append(pred)
-            sources.append("predicted")
-        else:
-            labels.append(query_label(text, train.classes, num_classes, path))
-            sources.append("given")
+    for item, pred in zip(items, predicted.tolist()):
+        given = item.label is not None
+        labels.append(resolve_label(item, train.classes, num_classes) if given else pred)
+        sources.append("given" if given else "predicted")
     return Queries(
-        [p for p, _ in parsed], x, torch.tensor(labels, dtype=torch.int64), sources, predicted.tolist(),
+        [item.name for item in items], x, torch.tensor(labels, dtype=torch.int64), sources, predicted.tolist(),
         probs.max(1).values.tolist(),
     )
 
 
 def run_audit(
     model: nn.Module, train: TrainingSet, queries: Queries, num_classes: int, settings: AuditSettings,
-    work_dir: str | Path, log=print,
+    work_dir: str | Path, log: RunLog,
 ) -> AuditResult:
     """Fit EK-FAC factors on ``train``, score each query and its n_b transforms in ONE pass, apply the rule.
 
@@ -151,31 +171,38 @@ def run_audit(
         model: the audited model (takes [0, 1] images), in eval mode.
         train: its training set; queries: the suspicious images and their labels.
         num_classes: the model's outputs (random transform labels are drawn among them).
-        settings: n_b, τ, k, seed, device, batch sizes.
+        settings: n_b, τ, k, seed, device, batch sizes, subsampling caps, augmentation families.
         work_dir: an existing directory for the factors' temporary files (removed afterwards).
-        log: called with progress lines.
+        log: the run log (progress lines; a failing stage's traceback).
 
     Raises:
-        FloatingPointError: NaN/inf influence scores (never flags silently).
+        AuditStageError: a stage failed (NaN/inf influence scores included: never flags silently).
     """
     device = resolve_device(settings.device)
     detector = get_detector("delta_influence", {"tau": settings.tau, "k": settings.k})
     data = TensorDataset01(train.x, train.y)
     seconds: dict[str, float] = {}
-    agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
+    with stage("model check", log):
+        agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
     log(f"the model classifies {100 * agreement:.1f} % of the {len(train.y)} training images as labelled")
+    with stage("probes", log):
+        probes = build_probe_set(queries.x, queries.labels, num_classes, settings.n_b, settings.seed, ("both",),
+                                 families=settings.augmentations)
     start = time.perf_counter()
-    factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples)
+    factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples,
+                             covariance_max_examples=settings.covariance_max_examples)
     scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:
         log(f"fitting EK-FAC factors on {len(train.y)} training images ({device}) ...")
-        fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed)
+        with stage("factors", log):
+            report = fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed, log=log)
         seconds["factors"] = time.perf_counter() - start
-        probes = build_probe_set(queries.x, queries.labels, num_classes, settings.n_b, settings.seed, ("both",))
-        log(f"scoring {len(probes.labels)} queries ({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
-        scores = score_queries(
-            model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device
-        )
+        log(f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
+            f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
+        with stage("scores", log):
+            scores = score_queries(
+                model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device, log
+            )
         seconds["scores"] = time.perf_counter() - start - seconds["factors"]
     cols = torch.cat([probes.base_rows[:, None], probes.probe_rows["both"]], dim=1)
     per_image = scores[cols].contiguous()  # (q, 1 + n_b, N), the layout the detectors read
@@ -184,6 +211,6 @@ def run_audit(
     alone = [int((c >= settings.n_b - settings.k).sum()) for c in collapse]
     seconds["total"] = time.perf_counter() - start
     return AuditResult(
-        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds
+        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds,
+        report,
     )
-

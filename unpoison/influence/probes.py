@@ -65,6 +65,16 @@ def augmentation_families(image_size: int, channels: int) -> dict[str, Augment]:
     return families
 
 
+def select_families(image_size: int, channels: int, families: tuple[str, ...] | None = None) -> dict[str, Augment]:
+    """The families of :func:`augmentation_families` named in ``families`` (None = all); raise on unknown names."""
+    available = augmentation_families(image_size, channels)
+    unknown = sorted(set(families or ()) - set(available))
+    if unknown or (families is not None and not families):
+        raise ValueError(f"augmentation families {unknown or '[]'} not available for {channels}-channel images; "
+                         f"choose one or more of {sorted(available)}")
+    return {k: available[k] for k in (families if families is not None else available)}
+
+
 @dataclass
 class ProbeSet:
     """All query rows of one scoring pass and where each probe's rows are.
@@ -103,15 +113,18 @@ def build_probe_set(
     seed: int,
     probes: tuple[str, ...] = PROBES,
     stream: str = "probes",
+    families: tuple[str, ...] | None = None,
 ) -> ProbeSet:
     """Build the base queries and each probe's n_b transformed copies for every test point.
 
     Args:
-        x: uint8 q×C×H×W test images (the affected points); y: their query labels (the model's predictions).
+        x: q×C×H×W test images (the affected points), uint8 or float in [0, 1]; y: their query labels (the
+            model's predictions).
         num_classes: number of classes; n_b: transforms per point; seed: the run's seed (all draws come
             from its ``probes`` stream).
         probes: which of :data:`PROBES` to build.
         stream: the seed's random stream (``probes``; the control queries draw from ``probes/controls``).
+        families: the augmentation families to draw from (None = all; see :func:`select_families`).
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
@@ -119,10 +132,10 @@ def build_probe_set(
     if n_b < 1:
         raise ValueError(f"n_b must be ≥ 1, got {n_b}")
     q, c, h, w = x.shape
-    families = augmentation_families(min(h, w), c)
-    names = sorted(families)
+    families_used = select_families(min(h, w), c, families)
+    names = sorted(families_used)
     rng = stage_rng(seed, stream)
-    base = to_float(x)
+    base = to_float(x) if x.dtype == torch.uint8 else x.float()
     labels_rand = np.zeros((q, n_b), dtype=np.int64)
     aug_names: list[list[str]] = []
     augmented = torch.empty((q, n_b, c, h, w))
@@ -134,7 +147,7 @@ def build_probe_set(
         for j in range(n_b):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seeds[j]))
-                augmented[i, j] = families[names[picks[j]]](base[i]).clamp(0.0, 1.0)
+                augmented[i, j] = families_used[names[picks[j]]](base[i]).clamp(0.0, 1.0)
     rows_img = [base]
     rows_lab = [y.to(torch.int64)]
     probe_rows: dict[str, torch.Tensor] = {}
