@@ -184,11 +184,11 @@ def test_influence_collapse_draws_the_first_seed_whose_attack_took(tmp_path, mon
     truth = tmp_path / "truth.json"
     save_json({"poison_indices": [0, 2]}, truth)
     drawn = {}
-    monkeypatch.setattr(figures, "plot_collapse", lambda delta, poison, out, tau, k, names, title: drawn.update(
-        shape=delta.shape, poisons=poison.nonzero()[0].tolist(), title=title))
+    monkeypatch.setattr(figures, "plot_collapse", lambda scores, poison, out, tau, k, names, title: drawn.update(
+        shape=scores.shape, poisons=poison.nonzero()[0].tolist(), title=title))
     runs = [(0, str(failed), str(truth)), (1, str(ok), str(truth))]
     assert figures.plot_influence_collapse(runs, str(tmp_path / "f.png"), title="seed {seed}") == 1
-    assert drawn == {"shape": (n_b, n), "poisons": [0, 2], "title": "seed 1"}
+    assert drawn == {"shape": (1 + n_b, n), "poisons": [0, 2], "title": "seed 1"}
 
     said = {}
     monkeypatch.setattr(figures, "placeholder", lambda out, title, msg: said.update(title=title, msg=msg))

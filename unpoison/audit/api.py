@@ -115,7 +115,7 @@ def audit(
         out: output directory (created; files in it are replaced atomically; ``audit.log`` is the run log).
         weights: a state_dict file (required with an ``--arch`` name; with ``torchscript`` the jit file).
         settings: n_b, τ, k, seed, device, batch sizes, caps, augmentation families (:class:`AuditSettings`).
-        num_classes: the model's outputs (default: the training set's classes); model_options: its kwargs.
+        num_classes, model_options: the model's outputs (default: the training set's classes) and kwargs.
         mean, std: per-channel statistics the model normalised its [0, 1] inputs with (applied by the audit).
         input_size: (H, W) the model takes when it differs from the images' size (resized before the model).
         sheet_size: images on the contact sheet.
@@ -142,6 +142,5 @@ def audit(
     inputs = {**asdict(info), "num_classes": k, "train": data.path, "queries": list(q.paths)}
     with stage("outputs", runlog):
         files = write_outputs(out, inputs, data, q, result, settings, sheet_size)
-    runlog(f"flagged {len(result.flagged)} of {len(data.y)} training images; wrote {', '.join(files)} and audit.log "
-           f"to {out}")
+    runlog(f"flagged {len(result.flagged)} of {len(data.y)} training images; wrote {', '.join(files)}, audit.log")
     return result

@@ -24,8 +24,10 @@ from unpoison.audit.runlog import RunLog, stage
 from unpoison.data import TensorDataset01
 from unpoison.detectors import get_detector
 from unpoison.detectors.base import DetectorInputs
+from unpoison.detectors.delta_influence import collapse_counts
 from unpoison.device import resolve_device
 from unpoison.influence import FactorSettings, FitReport, ScoreSettings, build_probe_set, fit_factors, score_queries
+from unpoison.influence.probe_scores import StackedProbes
 from unpoison.influence.settings import Cap
 from unpoison.training import batched_forward
 
@@ -186,8 +188,8 @@ def run_audit(
         agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
     log(f"the model classifies {100 * agreement:.1f} % of the {len(train.y)} training images as labelled")
     with stage("probes", log):
-        probes = build_probe_set(queries.x, queries.labels, num_classes, settings.n_b, settings.seed, ("both",),
-                                 families=settings.augmentations)
+        probes = StackedProbes.of({"": build_probe_set(queries.x, queries.labels, num_classes, settings.n_b,
+                                                        settings.seed, ("both",), families=settings.augmentations)})
     start = time.perf_counter()
     factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples,
                              covariance_max_examples=settings.covariance_max_examples)
@@ -200,17 +202,12 @@ def run_audit(
         log(f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
             f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
         with stage("scores", log):
-            scores = score_queries(
-                model, Path(tmp) / "ekfac", TensorDataset01(probes.images, probes.labels), data, scoring, device, log
-            )
+            scores = score_queries(model, Path(tmp) / "ekfac", probes.dataset(), data, scoring, device, log)
         seconds["scores"] = time.perf_counter() - start - seconds["factors"]
-    cols = torch.cat([probes.base_rows[:, None], probes.probe_rows["both"]], dim=1)
-    per_image = scores[cols].contiguous()  # (q, 1 + n_b, N), the layout the detectors read
-    flagged = detector.detect(DetectorInputs(scores={"both": {"scores": per_image, "labels": probes.labels[cols]}}))
-    collapse = ((per_image[:, 1:] - per_image[:, :1]) < settings.tau).sum(dim=1)
+    both = probes.split(scores, "both")  # the pipeline's score-file layout: (q, 1 + n_b, N), query in column 0
+    flagged = detector.detect(DetectorInputs(scores={"both": both}))
+    collapse = collapse_counts(both["scores"], settings.tau)
     alone = [int((c >= settings.n_b - settings.k).sum()) for c in collapse]
     seconds["total"] = time.perf_counter() - start
-    return AuditResult(
-        flagged, per_image, probes.labels[cols].contiguous(), probes.augmentations, collapse, alone, agreement, seconds,
-        report,
-    )
+    return AuditResult(flagged, both["scores"], both["labels"], both["augmentations"], collapse, alone, agreement,
+                       seconds, report)

@@ -226,8 +226,7 @@ def write_outputs(
     files = ["flagged.csv", "flagged.npy", "scores.pt", "top_collapsed.png"]
     for q in range(len(queries.paths)):
         name = "collapse.png" if q == 0 else f"collapse_q{q + 1}.png"
-        delta = (result.scores[q, 1:] - result.scores[q, :1]).numpy()
-        plot_collapse(delta, marked, str(out / name), settings.tau, settings.k, ("not flagged", "flagged"),
+        plot_collapse(result.scores[q].numpy(), marked, str(out / name), settings.tau, settings.k, ("not flagged", "flagged"),
                       f"{Path(queries.paths[q]).name} as {train.classes[int(queries.labels[q])]}: no ground truth")
         files.append(name)
     summary = {

@@ -131,11 +131,37 @@ def build_probe_set(
         raise ValueError(f"unknown probes {unknown}; choose from {PROBES}")
     if n_b < 1:
         raise ValueError(f"n_b must be ≥ 1, got {n_b}")
-    q, c, h, w = x.shape
+    base = to_float(x) if x.dtype == torch.uint8 else x.float()
+    labels_rand, augmented, aug_names = draw_transforms(base, y, num_classes, n_b, stage_rng(seed, stream), families)
+    q, c, h, w = base.shape
+    rows_img, rows_lab = [base], [y.to(torch.int64)]
+    probe_rows: dict[str, torch.Tensor] = {}
+    start = q
+    for p in probes:
+        if p == "both":
+            imgs, labs = augmented.reshape(q * n_b, c, h, w), labels_rand.reshape(-1)
+        elif p == "label":
+            imgs, labs = base[:, None].expand(q, n_b, c, h, w).reshape(q * n_b, c, h, w), labels_rand.reshape(-1)
+        else:  # image
+            imgs, labs = augmented.reshape(q * n_b, c, h, w), y.to(torch.int64)[:, None].expand(q, n_b).reshape(-1)
+        rows_img.append(imgs)
+        rows_lab.append(labs)
+        probe_rows[p] = torch.arange(start, start + q * n_b).reshape(q, n_b)
+        start += q * n_b
+    return ProbeSet(torch.cat(rows_img).contiguous(), torch.cat(rows_lab), torch.arange(q), probe_rows, labels_rand,
+                    aug_names)
+
+
+def draw_transforms(
+    base: torch.Tensor, y: torch.Tensor, num_classes: int, n_b: int, rng: np.random.Generator,
+    families: tuple[str, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+    """For each test point (float q×C×H×W in [0, 1]), n_b random labels and n_b augmented images, each image from a
+    family drawn uniformly, with its own torch seed drawn from ``rng``: (labels (q, n_b), images (q, n_b, C, H, W),
+    family names (q, n_b))."""
+    q, c, h, w = base.shape
     families_used = select_families(min(h, w), c, families)
     names = sorted(families_used)
-    rng = stage_rng(seed, stream)
-    base = to_float(x) if x.dtype == torch.uint8 else x.float()
     labels_rand = np.zeros((q, n_b), dtype=np.int64)
     aug_names: list[list[str]] = []
     augmented = torch.empty((q, n_b, c, h, w))
@@ -148,27 +174,4 @@ def build_probe_set(
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seeds[j]))
                 augmented[i, j] = families_used[names[picks[j]]](base[i]).clamp(0.0, 1.0)
-    rows_img = [base]
-    rows_lab = [y.to(torch.int64)]
-    probe_rows: dict[str, torch.Tensor] = {}
-    start = q
-    rand_t = torch.from_numpy(labels_rand)
-    for p in probes:
-        if p == "both":
-            imgs, labs = augmented.reshape(q * n_b, c, h, w), rand_t.reshape(-1)
-        elif p == "label":
-            imgs, labs = base[:, None].expand(q, n_b, c, h, w).reshape(q * n_b, c, h, w), rand_t.reshape(-1)
-        else:  # image
-            imgs, labs = augmented.reshape(q * n_b, c, h, w), y.to(torch.int64)[:, None].expand(q, n_b).reshape(-1)
-        rows_img.append(imgs)
-        rows_lab.append(labs)
-        probe_rows[p] = torch.arange(start, start + q * n_b).reshape(q, n_b)
-        start += q * n_b
-    return ProbeSet(
-        images=torch.cat(rows_img).contiguous(),
-        labels=torch.cat(rows_lab),
-        base_rows=torch.arange(q),
-        probe_rows=probe_rows,
-        random_labels=rand_t,
-        augmentations=aug_names,
-    )
+    return torch.from_numpy(labels_rand), augmented, aug_names

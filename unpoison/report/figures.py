@@ -35,19 +35,27 @@ def placeholder(out: str, title: str, message: str) -> None:
 
 
 def plot_collapse(
-    delta: np.ndarray, marked: np.ndarray, out: str, tau: float = 0.0, k: int = 1,
+    scores: np.ndarray, marked: np.ndarray, out: str, tau: float = 0.0, k: int = 1,
     groups: tuple[str, str] = ("clean", "poison"), title: str = "",
 ) -> None:
     """Δ(i, j) per transform for two groups of training points, and how many transforms collapse each
-    point's influence, with the decision threshold n_b − k.
+    point's influence (the rule's :func:`~unpoison.detectors.delta_influence.collapse_counts`), with the decision
+    threshold n_b − k.
 
     Args:
-        delta: float n_b × N, Δ(i, j) = score(train_i, g_j(z)) − score(train_i, z) of one test point.
+        scores: float (1 + n_b) × N influence of one test point, the untransformed query in row 0.
         marked: boolean (N,), the second group (drawn in red): true poisons, or the points a detector flagged.
         out: PNG path (written atomically).
         tau, k: the decision rule's threshold and slack.
         groups: names of the unmarked and the marked group in the legends.
     """
+    import torch
+
+    from unpoison.detectors.delta_influence import collapse_counts
+
+    scores_t = torch.as_tensor(np.asarray(scores, dtype=np.float32))
+    counts = collapse_counts(scores_t[None], tau)[0].numpy()
+    delta = (scores_t[1:] - scores_t[:1]).numpy()
     n_b = delta.shape[0]
     marked = np.asarray(marked, dtype=bool)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -61,7 +69,6 @@ def plot_collapse(
     ax1.axhline(tau, color="k", lw=0.8, ls="--")
     ax1.set(xlabel="transform j", ylabel="Δ(i, j) = score(g_j(z)) − score(z)", title="influence change per transform (10–90 %)")
     ax1.legend(fontsize=8)
-    counts = (delta < tau).sum(axis=0)  # the rule's collapse_counts of this point, from its Δ matrix
     bins = np.arange(n_b + 2) - 0.5
     for mask, colour, label in parts:
         ax2.hist(counts[mask], bins=bins, color=colour, alpha=0.7, label=label, log=True)
@@ -92,11 +99,10 @@ def plot_influence_collapse(
         if not status.ok:
             first_reason = first_reason or status.label
             continue
-        s = load_torch(scores)["scores"][0]  # (1 + n_b, N) for the first test point
-        delta = (s[1:] - s[:1]).numpy()  # n_b × N
-        poison = np.zeros(delta.shape[1], dtype=bool)
+        s = load_torch(scores)["scores"][0].numpy()  # (1 + n_b, N) for the first test point
+        poison = np.zeros(s.shape[1], dtype=bool)
         poison[load_json(truth)["poison_indices"]] = True
-        plot_collapse(delta, poison, out, tau, k, ("clean", "poison"), title.format(seed=seed))
+        plot_collapse(s, poison, out, tau, k, ("clean", "poison"), title.format(seed=seed))
         return seed
     seeds = ", ".join(str(seed) for seed, _, _ in runs)
     placeholder(out, title.format(seed=seeds), f"no seed has an affected test point: {first_reason}")
