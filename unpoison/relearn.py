@@ -31,7 +31,7 @@ class RelearnSettings(ConfigSettings):
 
     enabled: bool = True
     fraction: float = 0.1  # share of the training set the defender fine-tunes on (minus the flagged points)
-    epochs: int = 1  # passes over that subset
+    epochs: int = 3  # passes over that subset
     lr_factor: float = 0.1  # constant learning rate = lr_factor × the recipe's peak lr
 
     def __post_init__(self) -> None:
