@@ -130,27 +130,35 @@ def build_probe_set(
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seeds[j]))
                 augmented[i, j] = families[names[picks[j]]](base[i]).clamp(0.0, 1.0)
-    rows_img = [base]
-    rows_lab = [y.to(torch.int64)]
-    probe_rows: dict[str, torch.Tensor] = {}
-    start = q
     rand_t = torch.from_numpy(labels_rand)
-    for p in probes:
-        if p == "both":
-            imgs, labs = augmented.reshape(q * n_b, c, h, w), rand_t.reshape(-1)
-        elif p == "label":
-            imgs, labs = base[:, None].expand(q, n_b, c, h, w).reshape(q * n_b, c, h, w), rand_t.reshape(-1)
-        else:  # image
-            imgs, labs = augmented.reshape(q * n_b, c, h, w), y.to(torch.int64)[:, None].expand(q, n_b).reshape(-1)
-        rows_img.append(imgs)
-        rows_lab.append(labs)
-        probe_rows[p] = torch.arange(start, start + q * n_b).reshape(q, n_b)
-        start += q * n_b
+    images, labels, probe_rows = _probe_rows(base, y.to(torch.int64), augmented, rand_t, probes)
     return ProbeSet(
-        images=torch.cat(rows_img).contiguous(),
-        labels=torch.cat(rows_lab),
+        images=images,
+        labels=labels,
         base_rows=torch.arange(q),
         probe_rows=probe_rows,
         random_labels=rand_t,
         augmentations=aug_names,
     )
+
+
+def _probe_rows(
+    base: torch.Tensor, y: torch.Tensor, augmented: torch.Tensor, rand: torch.Tensor, probes: tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """All query rows (the q base queries first, then each probe's q × n_b rows) and where each probe's are."""
+    q, n_b, c, h, w = augmented.shape
+    rows_img, rows_lab = [base], [y]
+    probe_rows: dict[str, torch.Tensor] = {}
+    start = q
+    for p in probes:
+        if p == "both":
+            imgs, labs = augmented.reshape(q * n_b, c, h, w), rand.reshape(-1)
+        elif p == "label":
+            imgs, labs = base[:, None].expand(q, n_b, c, h, w).reshape(q * n_b, c, h, w), rand.reshape(-1)
+        else:  # image
+            imgs, labs = augmented.reshape(q * n_b, c, h, w), y[:, None].expand(q, n_b).reshape(-1)
+        rows_img.append(imgs)
+        rows_lab.append(labs)
+        probe_rows[p] = torch.arange(start, start + q * n_b).reshape(q, n_b)
+        start += q * n_b
+    return torch.cat(rows_img).contiguous(), torch.cat(rows_lab), probe_rows
