@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def make_analyzer(
 ) -> Analyzer:
     """A kronfluence Analyzer on a prepared deep copy of ``model`` (in eval mode), writing under ``root``."""
     logging.getLogger("kronfluence").setLevel(logging.WARNING)
+    # kronfluence 1.0.1 calls the deprecated torch.cuda.amp.GradScaler at every stage; harmless, and noise in logs
+    warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler", category=FutureWarning)
     task = ClassificationTask()
     prepared = prepare_model(copy.deepcopy(model).eval(), task)
     analyzer = Analyzer(
