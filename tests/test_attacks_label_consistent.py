@@ -44,7 +44,11 @@ def test_full_amplitude_sets_white_and_black_reduced_amplitude_adds(digits):
     x = digits.x_train[:4]
     m = corner_mask(8, 8, "all")
     full = apply_corner_trigger(x, m, 255)
-    assert (full[..., m == 1] == 255).all() and (full[..., m == -1] == 0).all() and torch.equal(full[..., m == 0], x[..., m == 0])
+    assert (
+        (full[..., m == 1] == 255).all()
+        and (full[..., m == -1] == 0).all()
+        and torch.equal(full[..., m == 0], x[..., m == 0])
+    )
     low = apply_corner_trigger(x, m, 64)
     assert torch.equal(low[..., m == 1], (x[..., m == 1].int() + 64).clamp(max=255).to(torch.uint8))
 

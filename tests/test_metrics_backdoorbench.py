@@ -37,7 +37,9 @@ class FixedAttack(Attack):
 
 
 def test_psr_and_r_acc_of_a_model_with_known_predictions():
-    data = ImageData(images([0, 1]), torch.tensor([0, 1]), images([0, 1, 2, 5, 4]), torch.tensor([0, 1, 2, 3, 4]), list("abcdef"))
+    data = ImageData(
+        images([0, 1]), torch.tensor([0, 1]), images([0, 1, 2, 5, 4]), torch.tensor([0, 1, 2, 3, 4]), list("abcdef")
+    )
     m = model_metrics(FirstPixelModel(), data, FixedAttack(), {}, torch.device("cpu"))
     assert m["clean_acc"] == pytest.approx(4 / 5)  # the test image of class 3 is called 5
     assert m["psr"] == pytest.approx(2 / 4)  # classes 1 and 2 → target 0

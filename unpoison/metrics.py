@@ -67,7 +67,9 @@ def der(psr_before: float, acc_before: float, psr_after: float, acc_after: float
     values = {"psr_before": psr_before, "acc_before": acc_before, "psr_after": psr_after, "acc_after": acc_after}
     for name, v in values.items():
         if not math.isnan(v) and not 0.0 <= v <= 1.0:
-            raise ValueError(f"der: {name} = {v!r} is not a fraction in [0, 1]; pass fractions (a table's percent / 100)")
+            raise ValueError(
+                f"der: {name} = {v!r} is not a fraction in [0, 1]; pass fractions (a table's percent / 100)"
+            )
     if any(math.isnan(v) for v in values.values()):
         return float("nan")
     return (max(0.0, psr_before - psr_after) - max(0.0, acc_before - acc_after) + 1.0) / 2.0

@@ -45,7 +45,9 @@ def check_queries(info: DatasetInfo, n_queries: int) -> None:
         )
 
 
-def check_dirty_label(count: int, info: DatasetInfo | None, n_queries: int, extra: int = 0, extra_key: str = "") -> None:
+def check_dirty_label(
+    count: int, info: DatasetInfo | None, n_queries: int, extra: int = 0, extra_key: str = ""
+) -> None:
     """Dirty-label all-to-one: ``count`` poisons fit the non-target training images for any target (the set
     minus its largest class), and ``count`` + ``extra`` (e.g. WaNet's noise images) fit the training set."""
     if info is None:
@@ -53,10 +55,20 @@ def check_dirty_label(count: int, info: DatasetInfo | None, n_queries: int, extr
     if info.train_counts is not None:
         counts = np.asarray(info.train_counts)
         room = int(counts.sum() - counts.max())
-        require(count <= room, "count", count, f"≤ {room}, the training images outside the largest class (any class can be the target)")
+        require(
+            count <= room,
+            "count",
+            count,
+            f"≤ {room}, the training images outside the largest class (any class can be the target)",
+        )
         if extra:
             n = int(counts.sum())
-            require(count + extra <= n, extra_key, extra, f"such that count + {extra} noise images ≤ {n}, the training set's size")
+            require(
+                count + extra <= n,
+                extra_key,
+                extra,
+                f"such that count + {extra} noise images ≤ {n}, the training set's size",
+            )
     check_queries(info, n_queries)
 
 
@@ -66,7 +78,12 @@ def check_clean_label(count: int, info: DatasetInfo | None, n_queries: int) -> N
         return
     if info.train_counts is not None:
         smallest = int(np.min(info.train_counts))
-        require(count <= smallest, "count", count, f"≤ {smallest}, the smallest class's training images (any class can be the target)")
+        require(
+            count <= smallest,
+            "count",
+            count,
+            f"≤ {smallest}, the smallest class's training images (any class can be the target)",
+        )
     check_queries(info, n_queries)
 
 
@@ -92,4 +109,10 @@ def example(*images: torch.Tensor) -> np.ndarray:
 
 def base_truth(name: str, target: int, poison_indices: np.ndarray, **more: Any) -> dict[str, Any]:
     """The ground-truth record every all-to-one attack writes (``poison_indices`` is what evaluation reads)."""
-    return {"attack": name, "label_mode": "all-to-one", "target": int(target), "poison_indices": poison_indices.tolist(), **more}
+    return {
+        "attack": name,
+        "label_mode": "all-to-one",
+        "target": int(target),
+        "poison_indices": poison_indices.tolist(),
+        **more,
+    }

@@ -75,7 +75,9 @@ class Blend(Attack):
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
         path = self.params["pattern_path"]
         if path is not None:
-            require(Path(path).is_file(), "pattern_path", path, "an existing image file (relative to the working directory)")
+            require(
+                Path(path).is_file(), "pattern_path", path, "an existing image file (relative to the working directory)"
+            )
             if info is not None and info.image_shape is not None:
                 try:
                     load_pattern(path, info.image_shape)
@@ -101,7 +103,9 @@ class Blend(Attack):
         x[t] = blend(x[t], torch.from_numpy(pattern), self.params["alpha"])
         y[t] = target
         truth = base_truth(self.name, target, idx, pattern=pattern.tolist())  # C×H×W uint8, re-applied at test time
-        return PoisonResult(x, y, truth, artifacts={"pattern": pattern, "example": example(data.x_train[idx[0]], x[idx[0]])})
+        return PoisonResult(
+            x, y, truth, artifacts={"pattern": pattern, "example": example(data.x_train[idx[0]], x[idx[0]])}
+        )
 
     def affected_test(self, data: ImageData, truth: dict[str, Any]):
         alpha = self.params["test_alpha"] if self.params["test_alpha"] is not None else self.params["alpha"]

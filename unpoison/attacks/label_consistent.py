@@ -20,8 +20,9 @@ Published values and the reference implementations: ε = 16/255 here (Turner et 
 and 32 /255; BackdoorBench's ``craft_adv_dataset.py`` uses 8/255 with 100 steps of 1.5/255, whose steps and
 step size are the defaults here). The published code applies its one configured amplitude to the test set
 too; here the test-time amplitude is its own setting, ``test_amplitude`` (default 255, the full trigger: the
-attacker controls the test inputs; set it to ``amplitude`` to reproduce the published code). The default ``count`` (500) is 1 % of CIFAR-10's training set, a tenth
-of its target class (BackdoorBench's default rate, 10 % of the set, is the whole target class).
+attacker controls the test inputs; set it to ``amplitude`` to reproduce the published code). The default
+``count`` (500) is 1 % of CIFAR-10's training set, a tenth of its target class (BackdoorBench's default rate,
+10 % of the set, is the whole target class).
 
 Departure, stated: Turner et al. and BackdoorBench take the perturbation from an ADVERSARIALLY trained model
 (its adversarial examples look like other classes); here it comes from the run's standard clean model, the
@@ -81,8 +82,14 @@ def apply_corner_trigger(x: torch.Tensor, mask: torch.Tensor, amplitude: int) ->
 
 
 def pgd_away(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: int, step_size: float, steps: int,
-    device: torch.device, batch_size: int = 256,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: int,
+    step_size: float,
+    steps: int,
+    device: torch.device,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """Untargeted ℓ∞ PGD on uint8 images ``x`` (labels ``y``): maximise CE(model(x'), y) over
     ‖x' − x‖∞ ≤ eps/255, x' ∈ [0, 1]; returns uint8 images within ``eps`` of ``x`` (model in eval mode)."""
@@ -120,15 +127,30 @@ class LabelConsistent(Attack):
     citation = "Turner, Tsipras & Madry 2019, Label-Consistent Backdoor Attacks"
 
     def __init__(
-        self, count: int = 500, eps: int = 16, steps: int = 100, step_size: float = 1.5, amplitude: int = 255,
-        test_amplitude: int = 255, corners: Corners = "all", cell: int = 1,
+        self,
+        count: int = 500,
+        eps: int = 16,
+        steps: int = 100,
+        step_size: float = 1.5,
+        amplitude: int = 255,
+        test_amplitude: int = 255,
+        corners: Corners = "all",
+        cell: int = 1,
     ) -> None:
         super().__init__(
-            count=count, eps=eps, steps=steps, step_size=step_size, amplitude=amplitude, test_amplitude=test_amplitude,
-            corners=corners, cell=cell,
+            count=count,
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            amplitude=amplitude,
+            test_amplitude=test_amplitude,
+            corners=corners,
+            cell=cell,
         )
         require(count >= 1, "count", count, "≥ 1 poisoned training image")
-        require(0 <= eps <= 255, "eps", eps, "an integer ℓ∞ radius in 0..255 (/255 units; published 16; 0 = trigger only)")
+        require(
+            0 <= eps <= 255, "eps", eps, "an integer ℓ∞ radius in 0..255 (/255 units; published 16; 0 = trigger only)"
+        )
         require(steps >= 1, "steps", steps, "≥ 1 PGD step (BackdoorBench 100)")
         require(0.0 < step_size <= 255.0, "step_size", step_size, "in (0, 255] (/255 units; BackdoorBench 1.5)")
         require(1 <= amplitude <= 255, "amplitude", amplitude, "in 1..255 (/255 units; 255 = the full trigger)")
@@ -141,7 +163,9 @@ class LabelConsistent(Attack):
             n = 3 * self.params["cell"]
             need = 2 * n if self.params["corners"] == "all" else n
             require(
-                side >= need, "corners", self.params["corners"],
+                side >= need,
+                "corners",
+                self.params["corners"],
                 f"a trigger that fits: {n}×{n} corner patches (cell {self.params['cell']}) need images of at least "
                 f"{need} px (these are {side} px)",
             )
@@ -176,4 +200,6 @@ class LabelConsistent(Attack):
 
     def affected_test(self, data: ImageData, truth: dict[str, Any]):
         mask = self.mask(*data.x_test.shape[-2:])
-        return non_target_test(data, int(truth["target"]), lambda x: apply_corner_trigger(x, mask, self.params["test_amplitude"]))
+        return non_target_test(
+            data, int(truth["target"]), lambda x: apply_corner_trigger(x, mask, self.params["test_amplitude"])
+        )

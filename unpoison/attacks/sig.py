@@ -72,7 +72,9 @@ class Sig(Attack):
         if info is not None and info.image_shape is not None:
             w = info.image_shape[2]
             require(
-                self.params["f"] < w / 2, "f", self.params["f"],
+                self.params["f"] < w / 2,
+                "f",
+                self.params["f"],
                 f"< {w / 2:g} (half the {w}-px width: a finer sinusoid aliases, and f = W/2 samples to zero; "
                 f"f = 6 · W/32 = {6 * w / 32:g} keeps the published stripe width)",
             )
@@ -93,5 +95,7 @@ class Sig(Attack):
 
     def affected_test(self, data: ImageData, truth: dict[str, Any]):
         p = self.params
-        v = sig_signal(tuple(data.x_test.shape[1:]), p["delta_test"] if p["delta_test"] is not None else p["delta"], p["f"])
+        v = sig_signal(
+            tuple(data.x_test.shape[1:]), p["delta_test"] if p["delta_test"] is not None else p["delta"], p["f"]
+        )
         return non_target_test(data, int(truth["target"]), lambda x: add_signal(x, v))

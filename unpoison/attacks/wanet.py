@@ -99,7 +99,12 @@ class WaNet(Attack):
         require(k >= 1, "k", k, "≥ 1 control point per side (published 4)")
         require(s > 0.0, "s", s, "> 0 (warp strength; published 0.5)")
         require(grid_rescale > 0.0, "grid_rescale", grid_rescale, "> 0 (published 1)")
-        require(cross_ratio >= 0.0, "cross_ratio", cross_ratio, "≥ 0 noise images per poison (published 2; 0 = no noise mode)")
+        require(
+            cross_ratio >= 0.0,
+            "cross_ratio",
+            cross_ratio,
+            "≥ 0 noise images per poison (published 2; 0 = no noise mode)",
+        )
 
     def n_noise(self) -> int:
         """Noise-mode images: ``round(cross_ratio · count)``."""
@@ -108,12 +113,16 @@ class WaNet(Attack):
     def check(self, info: DatasetInfo | None, n_queries: int) -> None:
         if info is not None and info.image_shape is not None:
             side = min(info.image_shape[1:])
-            require(self.params["k"] <= side, "k", self.params["k"], f"≤ {side}, the image side (control points per side)")
+            require(
+                self.params["k"] <= side, "k", self.params["k"], f"≤ {side}, the image side (control points per side)"
+            )
         check_dirty_label(self.params["count"], info, n_queries, self.n_noise(), "cross_ratio")
 
     def grid(self, truth: dict[str, Any], h: int, w: int) -> torch.Tensor:
         """The trigger's sampling grid, rebuilt from the control offsets stored in the ground truth."""
-        return warp_grid(np.asarray(truth["warp_control"], dtype=np.float32), h, w, self.params["s"], self.params["grid_rescale"])
+        return warp_grid(
+            np.asarray(truth["warp_control"], dtype=np.float32), h, w, self.params["s"], self.params["grid_rescale"]
+        )
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         rng = self.rng(seed)
@@ -122,11 +131,17 @@ class WaNet(Attack):
         pool = np.flatnonzero(data.y_train.numpy() != target)
         idx = draw_indices(pool, self.params["count"], rng, self.name, f"training images outside target class {target}")
         rest = np.setdiff1d(np.arange(len(data.y_train)), idx)
-        noise_idx = draw_indices(rest, self.n_noise(), rng, self.name, "training images left for noise mode (cross_ratio)")
+        noise_idx = draw_indices(
+            rest, self.n_noise(), rng, self.name, "training images left for noise mode (cross_ratio)"
+        )
         control = warp_control(self.params["k"], rng)
         truth = base_truth(
-            self.name, target, idx, noise_indices=noise_idx.tolist(),
-            modified_indices=np.union1d(idx, noise_idx).tolist(), warp_control=control.tolist(),
+            self.name,
+            target,
+            idx,
+            noise_indices=noise_idx.tolist(),
+            modified_indices=np.union1d(idx, noise_idx).tolist(),
+            warp_control=control.tolist(),
         )
         grid = self.grid(truth, h, w)
         x, y = data.x_train.clone(), data.y_train.clone()
