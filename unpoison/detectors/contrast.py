@@ -29,7 +29,16 @@ from unpoison.params import require
 @register_detector("delta_influence_contrast")
 class ContrastDeltaInfluence(Detector):
     """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_control_fraction`` of the
-    same-class controls."""
+    same-class controls.
+
+    Args:
+        tau: Δ-Influence's τ. Range: a finite number.
+        k: Δ-Influence's k. Range: 0 ≤ k < ``influence.n_b``.
+        max_control_fraction: drop a flagged point that also collapses for more than this share of the
+            ``queries.controls`` same-class control queries. Range: [0, 1).
+        n_points: intersect the flags of the first n affected test points; null = all ``queries.count`` of them.
+            Range: null or 1 to ``queries.count``.
+    """
 
     display_name = "Δ-Influence (contrast)"
     citation = "this project (docs/methods.md): Δ-Influence minus points that collapse for clean same-class controls"

@@ -202,6 +202,13 @@ class FrequencyDetector(Detector):
 
     ``seed``, ``epochs`` and ``lr`` determine the classifier (trained once per dataset, the same for every
     experiment seed and attack); ``threshold`` only re-runs detection.
+
+    Args:
+        threshold: flag a training image when the classifier's P(triggered) ≥ threshold. Range: (0, 1].
+        seed: the classifier's seed (its split, triggers, initialisation and order). Range: ≥ 0.
+        epochs: training epochs over the clean images and a fresh triggered copy of each (published 10 on
+            CIFAR-10's 50k images). Range: ≥ 1.
+        lr: Adadelta learning rate (published 0.05). Range: > 0.
     """
 
     display_name = "FreqDef"
