@@ -1,7 +1,7 @@
 """Model registry. Every model takes images in [0, 1] and normalises them itself (first layer).
 
 Keeping normalisation inside the model means augmentations, triggers and influence probes all act on
-[0, 1] images, as the Δ-Influence spec requires (the reference code transformed normalised tensors: a bug).
+[0, 1] images, as Δ-Influence's transforms are defined (the reference code transformed normalised tensors).
 Only Conv2d and Linear layers carry parameters that kronfluence tracks; BatchNorm is fine in eval mode.
 """
 

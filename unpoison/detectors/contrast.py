@@ -11,8 +11,8 @@ target-class images do not carry; they also carry the target label, so they do c
 rarely for all of them, while a clean class supporter collapses for every one.
 
 τ and k stay the paper's; ``max_control_fraction`` = 0.9 (a point may collapse for 9 of 10 controls) was chosen
-on the unreported seeds 100–102 as the value that keeps Δ-Influence's TPR (100 %) with the highest precision
-(56 % vs 38 %; README, "A threshold without ground truth").
+on the unreported seeds 100–102 as the value that keeps Δ-Influence's TPR with the highest precision
+(docs/results/contrast-rule.md).
 """
 
 from __future__ import annotations
