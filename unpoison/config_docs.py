@@ -59,7 +59,6 @@ MEANINGS = {
                         "`delta_influence_controls`)",
     "influence.n_b": "transformed copies of each query (random label and/or augmentation) scored beside it "
                      "(the paper: 50)",
-    "influence.factors": "EK-FAC factor fitting (kronfluence `FactorArguments`), once per trained model",
     "influence.factors.batch_size": "per-device batch of the covariance and lambda stages (execution only)",
     "influence.factors.amp": "autocast while fitting: none, bf16 or fp16 (GPU)",
     "influence.factors.covariance_max_examples": "fit the covariance stage on a seeded random subset of this many "
@@ -68,7 +67,6 @@ MEANINGS = {
                                              "of this many training points; null = all",
     "influence.factors.num_workers": "DataLoader workers (execution only; data are in memory, 0 is usually fastest)",
     "influence.factors.pin_memory": "pin DataLoader memory (execution only)",
-    "influence.scores": "pairwise scoring (kronfluence `ScoreArguments`): every probe of every query in one pass",
     "influence.scores.train_batch_size": "per-device training batch while scoring (execution only)",
     "influence.scores.query_batch_size": "query gradients computed this many at a time, then accumulated: every "
                                          "query is still scored in one pass (execution only)",
@@ -131,6 +129,9 @@ class MissingMeaning(ValueError):
     """A config key has no meaning: neither in :data:`MEANINGS` nor in its method's ``Args:``."""
 
 
+_ABSENT = object()  # a key the embedded config.yaml does not set
+
+
 def markdown(text: str) -> str:
     """Docstring markup as Markdown: ``code`` → `code`, one line, no final period."""
     return " ".join(text.replace("``", "`").split()).rstrip(".")
@@ -146,9 +147,6 @@ def _value(v: Any) -> str:
     if isinstance(v, dict):
         return "(below)" if v else "{}"
     return str(v)
-
-
-_ABSENT = object()
 
 
 def _lookup(tree: Any, path: Iterable[str]) -> Any:
@@ -321,8 +319,9 @@ def _grid_sections(schema: dict[str, Any], config: dict[str, Any]) -> list[str]:
     out += ["## `influence`: EK-FAC influence (kronfluence)", "",
             table(schema_keys(schema, {**props["influence"], "properties": {"n_b": influence["n_b"]}}, "influence",
                               config["influence"])), ""]
-    for name, cls in (("factors", FactorSettings), ("scores", ScoreSettings)):
-        out += [f"### `influence.{name}`", "", table(schema_keys(
+    for name, cls, title in (("factors", FactorSettings, "EK-FAC factors, fitted once per trained model"),
+                             ("scores", ScoreSettings, "every probe of every query scored in one pass")):
+        out += [f"### `influence.{name}`: {title}", "", table(schema_keys(
             schema, influence[name], f"influence.{name}", config["influence"].get(name), cls().to_dict())), ""]
     for name, cls, title in (("sweep", SweepGrid, "the threshold sweep (evaluation, from saved scores)"),
                              ("relearning", RelearnSettings, "the relearning check of every evaluated model")):
