@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from docs_examples import plugin_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +174,11 @@ def plan(spec: dict) -> None:
     from snakemake.cli import parse_config
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import (
-        ConfigSettings, DAGSettings, OutputSettings, ResourceSettings, StorageSettings,
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
     )
 
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:

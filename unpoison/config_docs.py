@@ -19,7 +19,6 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
@@ -209,8 +208,8 @@ def docstring_args(obj: Any) -> dict[str, str]:
     for each name, so subclasses inherit their base's entries)."""
     out: dict[str, str] = {}
     for owner in (obj.__mro__ if isinstance(obj, type) else (obj,)):
-        doc = inspect.cleandoc(owner.__dict__.get("__doc__") or "") if isinstance(owner, type) else inspect.getdoc(owner)
-        match = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)*)", doc or "", flags=re.M)
+        own = owner.__dict__.get("__doc__") if isinstance(owner, type) else inspect.getdoc(owner)
+        match = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)*)", inspect.cleandoc(own or ""), flags=re.M)
         if not match:
             continue
         entries = re.findall(r"^    (\w+)(?: \([^)]*\))?: (.*(?:\n {5,}.*)*)", match.group(1), flags=re.M)
@@ -258,7 +257,8 @@ def schema_keys(schema: dict[str, Any], node: dict[str, Any], prefix: str, embed
     for name, child in _resolve(schema, node).get("properties", {}).items():
         child = _resolve(schema, child)
         path = f"{prefix}.{name}" if prefix else name
-        default = child.get("default", (defaults or {}).get(name, "required" if name in node.get("required", []) else _ABSENT))
+        fallback = "required" if name in node.get("required", []) else _ABSENT
+        default = child.get("default", (defaults or {}).get(name, fallback))
         meaning = meaning_of(f"{meaning_prefix}.{name}" if meaning_prefix else path, child)
         keys.append(Key(path, schema_type(child), default, _lookup(embedded, [name]), schema_range(child), meaning))
     return keys
