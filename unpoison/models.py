@@ -1,7 +1,7 @@
 """Model registry. Every model takes images in [0, 1] and normalises them itself (first layer).
 
 Keeping normalisation inside the model means augmentations, triggers and influence probes all act on
-[0, 1] images, as the Δ-Influence spec requires (the reference code transformed normalised tensors: a bug).
+[0, 1] images, as Δ-Influence's transforms are defined (the reference code transformed normalised tensors).
 Only Conv2d and Linear layers carry parameters that kronfluence tracks; BatchNorm is fine in eval mode.
 """
 
@@ -85,7 +85,15 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 def digits_cnn(
     num_classes: int, in_channels: int = 1, width: int = 32, mean: Stats = None, std: Stats = None
 ) -> nn.Module:
-    """A small CNN for 8×8 images: conv(w)→conv(2w)→pool→conv(4w)→pool→GAP→Linear (~0.1M params at w=32)."""
+    """A small CNN for 8×8 images: conv(w)→conv(2w)→pool→conv(4w)→pool→GAP→Linear (~0.1M params at w=32).
+
+    Args:
+        width: channels of the first convolution (then 2w and 4w). Range: ≥ 1.
+        mean: per-channel mean of the normalisation layer; null = CIFAR statistics for RGB images, 0.5 for
+            grayscale. Range: null or one number per channel.
+        std: per-channel standard deviation of the normalisation layer; null = CIFAR statistics for RGB images,
+            0.25 for grayscale. Range: null or one positive number per channel.
+    """
     mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
     body = nn.Sequential(
         _conv_bn(in_channels, width),
@@ -117,8 +125,16 @@ def resnet9(
     prep conv(w) → conv(2w)+pool+res → conv(4w)+pool → conv(8w)+pool+res → GAP → Linear.
 
     At w=64 this is the 6.5M-parameter ResNet-9; small widths make CPU-scale CIFAR runs feasible. Logits are
-    multiplied by ``logit_scale`` = 0.125 as in Page's design: without it the max-pooled features give large
-    logits and SGD at lr 0.1 stalls (measured: loss 1.80 after 11 epochs on 10k CIFAR images).
+    multiplied by ``logit_scale`` = 0.125 as in Page's design: the max-pooled features give large logits, with
+    which SGD at lr 0.1 stalls.
+
+    Args:
+        width: channels of the prep convolution (then 2w, 4w, 8w). Range: ≥ 1.
+        logit_scale: factor on the logits (Page's 0.125). Range: a finite number.
+        mean: per-channel mean of the normalisation layer; null = CIFAR statistics for RGB images, 0.5 for
+            grayscale. Range: null or one number per channel.
+        std: per-channel standard deviation of the normalisation layer; null = CIFAR statistics for RGB images,
+            0.25 for grayscale. Range: null or one positive number per channel.
     """
     mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
     w = width
@@ -172,7 +188,16 @@ def _torchvision_resnet18_body(in_channels: int, width: int, cifar_stem: bool) -
 def resnet18_cifar(
     num_classes: int, in_channels: int = 3, width: int = 64, mean: Stats = None, std: Stats = None
 ) -> nn.Module:
-    """torchvision ResNet-18 with the CIFAR stem (3×3 conv stride 1, no max-pool), as in the paper."""
+    """torchvision ResNet-18 with the CIFAR stem (3×3 conv stride 1, no max-pool), as in the paper.
+
+    Args:
+        width: channels of the stem and first stage, every stage scaled by width/64 (64 = the standard model).
+            Range: ≥ 1.
+        mean: per-channel mean of the normalisation layer; null = CIFAR statistics for RGB images, 0.5 for
+            grayscale. Range: null or one number per channel.
+        std: per-channel standard deviation of the normalisation layer; null = CIFAR statistics for RGB images,
+            0.25 for grayscale. Range: null or one positive number per channel.
+    """
     mean, std = _stats(in_channels, mean, std, (CIFAR_MEAN, CIFAR_STD))
     body = _torchvision_resnet18_body(in_channels, width, cifar_stem=True)
     return Classifier(Normalize(mean, std), body, nn.Linear(8 * width, num_classes))
@@ -182,7 +207,16 @@ def resnet18_cifar(
 def resnet18_imagenet_stem(
     num_classes: int, in_channels: int = 3, width: int = 64, mean: Stats = None, std: Stats = None
 ) -> nn.Module:
-    """torchvision ResNet-18 with the ImageNet stem (7×7 stride 2 + max-pool), used for Imagenette."""
+    """torchvision ResNet-18 with the ImageNet stem (7×7 stride 2 + max-pool), used for Imagenette.
+
+    Args:
+        width: channels of the stem and first stage, every stage scaled by width/64 (64 = the standard model).
+            Range: ≥ 1.
+        mean: per-channel mean of the normalisation layer; null = ImageNet statistics for RGB images, 0.5 for
+            grayscale. Range: null or one number per channel.
+        std: per-channel standard deviation of the normalisation layer; null = ImageNet statistics for RGB images,
+            0.25 for grayscale. Range: null or one positive number per channel.
+    """
     mean, std = _stats(in_channels, mean, std, (IMAGENET_MEAN, IMAGENET_STD))
     body = _torchvision_resnet18_body(in_channels, width, cifar_stem=False)
     return Classifier(Normalize(mean, std), body, nn.Linear(8 * width, num_classes))

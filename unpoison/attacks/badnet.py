@@ -54,7 +54,17 @@ def apply_patch(
 
 @register_attack("badnet")
 class BadNet(Attack):
-    """Dirty-label patch backdoor. Params: ``count`` (poisons), ``pattern``, ``size``, ``value``, ``margin``."""
+    """Dirty-label patch backdoor: ``count`` victim-class training images get the patch and the target label.
+
+    Args:
+        count: poisoned training images, all of the victim class. Range: ≥ 1 and ≤ the smallest class's training
+            images.
+        pattern: the patch: ``reference`` (the Δ-Influence code's 4 pixels), ``checkerboard`` or ``square``.
+        size: side of the checkerboard or square in pixels (ignored by ``reference``). Range: ≥ 1; size + margin
+            ≤ the image side (``reference`` needs 5 px).
+        value: pixel value of the patch (the checkerboard alternates it with 255 − value). Range: 0 to 255.
+        margin: pixels between the patch and the bottom and right borders. Range: ≥ 0.
+    """
 
     display_name = "BadNet"
     citation = "Gu et al. 2017, BadNets: Identifying Vulnerabilities in the Machine Learning Model Supply Chain"

@@ -27,8 +27,13 @@ from unpoison.params import require
 
 @register_attack("gaussian")
 class GaussianPoisoning(Attack):
-    """Gaussian noise on ``count`` random training images, labels kept. Params: ``count``, ``sigma`` ([0, 1]
-    pixel units)."""
+    """Gaussian noise on ``count`` random training images, labels kept.
+
+    Args:
+        count: noisy training images, drawn from the whole set (published rate: 1.5 %). Range: ≥ 1 and ≤ the
+            training set's size.
+        sigma: standard deviation of the noise in [0, 1] pixel units. Range: (0, 1].
+    """
 
     display_name = "Gaussian poisoning"
     citation = "Pawelczyk et al. 2025, Machine Unlearning Fails to Remove Data Poisoning Attacks"

@@ -133,9 +133,17 @@ def universal_smooth_trigger(
 class Smooth(Attack):
     """Low-frequency universal-perturbation trigger (Zeng et al. 2021), optimised on a clean model.
 
-    Params: ``count`` poisons; ``magnitude`` (trigger range in [0, 1] pixel units, published 0.2); ``sigma``
-    (Gaussian low-pass σ in pixels, published 6 on 32×32); ``passes`` over the ``n_images`` victim-class
-    training images the trigger is computed on (published: 100 images); ``deepfool_steps`` per image.
+    Args:
+        count: poisoned training images (victim class, triggered, relabelled to the target). Range: ≥ 1 and ≤ the
+            smallest class's training images.
+        magnitude: the trigger's values lie in [0, magnitude] of the [0, 1] pixel range (published 0.2). Range:
+            (0, 1].
+        sigma: σ of the Gaussian low-pass filter in pixels of the dataset's images (published 6 on 32×32; scale by
+            side/32). Range: > 0, with the blur kernel's half-width below the image side.
+        passes: passes over the search images; the pass with the highest target rate is kept. Range: ≥ 1.
+        n_images: victim-class training images the trigger is computed on (published 100). Range: ≥ 1 and ≤ the
+            smallest class's training images.
+        deepfool_steps: DeepFool steps per image at most. Range: ≥ 1.
     """
 
     needs_clean_model = True

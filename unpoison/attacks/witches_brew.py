@@ -168,9 +168,23 @@ def quantize_poisons(x_uint8: torch.Tensor, delta: torch.Tensor, eps: int) -> to
 
 @register_attack("witches_brew")
 class WitchesBrew(Attack):
-    """Clean-label targeted poisoning by gradient matching. Params: ``budget`` (poisoned images of the
-    adversarial class), ``eps`` (/255), ``steps``, ``lr``, ``restarts``, ``batch_size``, ``augment``,
-    ``ensemble``, ``target_quantile`` (see the module docstring)."""
+    """Clean-label targeted poisoning by gradient matching (the module docstring lists the published settings).
+
+    Args:
+        budget: poisoned training images, all of the adversarial class, labels kept. Range: ≥ 1 and ≤ the
+            smallest class's training images.
+        eps: ℓ∞ radius of the perturbations in /255 units (published 16). Range: 1 to 255.
+        steps: signed-Adam steps per restart, lr ×0.1 at steps/2.667, /1.6 and /1.142 (published 250). Range: ≥ 1.
+        lr: signed-Adam step in normalised-input units (published 0.1). Range: > 0.
+        restarts: independent restarts; the one with the lowest final alignment loss is kept (published 8).
+            Range: ≥ 1.
+        batch_size: poisons per forward/backward pass (gradients accumulated). Range: ≥ 1.
+        augment: brew through the victim recipe's differentiable shift (and flip when the recipe flips).
+        ensemble: clean models the gradients are matched on; the extra ones are trained by the attack (published
+            1). Range: ≥ 1.
+        target_quantile: draw the (target, adversarial class) pair among this smallest-margin share of the pairs;
+            1 = uniformly (published). Range: (0, 1].
+    """
 
     display_name = "Witches' Brew"
     citation = "Geiping et al. 2021, Witches' Brew: Industrial Scale Data Poisoning via Gradient Matching"

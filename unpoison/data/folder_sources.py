@@ -128,10 +128,11 @@ def load_imagenette(
 
     Args:
         root: directory holding ``imagenette2-160/`` (``imagenette2-320/`` or ``imagenette2/`` for other
-            sizes), or receiving it when ``download`` is true.
+            sizes), or receiving it when ``download`` is true. Range: required (a path).
         download: fetch the archive (94 MB for the 160-px variant) when files are missing.
-        size: which published variant to read: 160, 320 (shorter side in pixels) or "full".
-        image_size: side of the square uint8 images after resizing the shorter side and centre cropping.
+        size: which published variant to read: its shorter side in pixels, or "full". Range: 160, 320 or "full".
+        image_size: side of the square uint8 images after resizing the shorter side and centre cropping. Range:
+            ≥ 1 pixel.
 
     Returns:
         The dataset as uint8 N×3×image_size×image_size tensors; class names are the common names
@@ -210,9 +211,11 @@ def load_imagefolder(root: str | None = None, image_size: int = 160, download: b
     ``val/``. The test split may lack some classes, but may not add new ones.
 
     Args:
-        root: directory with ``train/`` and ``val/`` (or ``test/``).
-        image_size: side of the square uint8 images after resizing the shorter side and centre cropping.
-        download: must stay false (accepted only to give a clear error).
+        root: directory with ``train/`` and ``val/`` (or ``test/``), one sub-folder per class. Range: required
+            (a path).
+        image_size: side of the square uint8 images after resizing the shorter side and centre cropping. Range:
+            ≥ 1 pixel.
+        download: accepted only to give a clear error: there is nothing to download. Range: false.
 
     Returns:
         The dataset as uint8 N×3×image_size×image_size tensors; class names are the folder names.

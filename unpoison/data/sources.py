@@ -78,6 +78,11 @@ def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0) -> Imag
 
     Pixels 0..16 are rescaled to uint8 0..255; the train/test split is stratified by class and fixed by
     ``split_seed`` (independent of the experiment seed, so every seed shares one clean dataset).
+
+    Args:
+        test_fraction: stratified share of the 1,797 images held out for testing (0.2: 360 images). Range:
+            0.05 to 0.5.
+        split_seed: seed of the train/test split, shared by every experiment seed. Range: ≥ 0.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -141,6 +146,10 @@ def _read_npz(p: Path) -> ImageData:
 def load_npz(path: str | None = None) -> ImageData:
     """A user's own arrays: ``x_train``/``x_test`` uint8 N×H×W×C (or N×H×W), ``y_train``/``y_test`` integer
     labels 0..K−1, optional ``classes`` (K names in label order).
+
+    Args:
+        path: the ``.npz`` file holding ``x_train``, ``y_train``, ``x_test``, ``y_test`` (docs/datasets.md).
+            Range: required; the file must exist and be readable (checked before any job).
 
     Raises:
         DatasetError: the file is missing, unreadable (truncated, not a .npz, pickled objects) or its arrays

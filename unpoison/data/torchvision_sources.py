@@ -121,8 +121,10 @@ def load_cifar10(root: str | None = None, download: bool = False) -> ImageData:
     """CIFAR-10: 50,000 train and 10,000 test 32×32 RGB images in 10 classes.
 
     Args:
-        root: directory holding ``cifar-10-batches-py/`` (or receiving it when ``download`` is true).
-        download: fetch the 163 MB archive from the authors' site when files are missing.
+        root: directory holding ``cifar-10-batches-py/`` (or receiving it when ``download`` is true). Range:
+            required (a path; ``~`` expands).
+        download: fetch the 163 MB archive from the authors' site when files are missing; false stops before
+            any job when they are.
 
     Returns:
         The dataset as uint8 N×3×32×32 tensors with the official class names.
@@ -138,8 +140,10 @@ def load_cifar100(root: str | None = None, download: bool = False) -> ImageData:
     """CIFAR-100 with its 100 fine labels: 50,000 train and 10,000 test 32×32 RGB images.
 
     Args:
-        root: directory holding ``cifar-100-python/`` (or receiving it when ``download`` is true).
-        download: fetch the 161 MB archive from the authors' site when files are missing.
+        root: directory holding ``cifar-100-python/`` (or receiving it when ``download`` is true). Range:
+            required (a path; ``~`` expands).
+        download: fetch the 161 MB archive from the authors' site when files are missing; false stops before
+            any job when they are.
 
     Returns:
         The dataset as uint8 N×3×32×32 tensors with the fine class names.

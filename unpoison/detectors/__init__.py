@@ -1,12 +1,12 @@
 """Poison detectors (a registry). A detector maps the defender's inputs to flagged training indices.
 
-Detectors never see the ground truth, except the ``oracle`` (``needs_truth = True``), an upper bound whose
-rows the tables mark. Each declares what it reads (``probe``: which influence-score
-file; ``needs_model``: the trained model and training set; ``needs_features``: the model's penultimate
-features, extracted once per model; ``needs_dataset_model``: a model of its own trained once per dataset on
-the clean images), so the workflow wires its inputs from the registry and adding a detector needs no edit
-to the rules: write a module with a :class:`Detector` subclass decorated by :func:`register_detector`, and
-import it below.
+Detectors never see the ground truth, except the ``oracle`` (it lists ``truth`` in ``reads``), an upper bound
+whose rows the tables mark. Each declares what it reads (``probe`` / ``control_probe``: which influence-score
+files; ``reads``: other input kinds of :data:`unpoison.detectors.inputs.INPUT_KINDS`, e.g. the trained model,
+the poisoned training set, the penultimate features or a model of its own trained once per dataset on the clean
+images), so the workflow wires its inputs from the registry and adding a detector needs no edit to the rules:
+write a module with a :class:`Detector` subclass decorated by :func:`register_detector`, and import it below (or
+list it under the config's ``plugins:``; docs/architecture.md).
 """
 
 from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_detector, register_detector

@@ -43,7 +43,11 @@ def smaller_cluster(feats: np.ndarray, n_components: int) -> np.ndarray:
 
 @register_detector("activation_clustering")
 class ActivationClustering(Detector):
-    """Flag the smaller of two activation clusters of every label."""
+    """Flag the smaller of two activation clusters of every label.
+
+    Args:
+        n_components: PCA dimensions of each label's activations before KMeans(2) (the paper's best: 3). Range: ≥ 1.
+    """
 
     display_name = "Activation Clustering"
     citation = "Chen et al. 2018, Detecting Backdoor Attacks on Deep Neural Networks by Activation Clustering"

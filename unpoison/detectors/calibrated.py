@@ -22,7 +22,15 @@ from unpoison.params import require
 
 @register_detector("delta_influence_controls")
 class ControlCalibratedDeltaInfluence(Detector):
-    """Δ-Influence (random label + augmentation probes) with τ set from control queries at level ``alpha``."""
+    """Δ-Influence (random label + augmentation probes) with τ set from control queries at level ``alpha``.
+
+    Args:
+        alpha: the share of training points the rule would flag for a clean query (sets τ; a priori, not tuned).
+            Range: (0, 1).
+        k: transforms a flagged point may survive, as Δ-Influence's k. Range: 0 ≤ k < ``influence.n_b``.
+        n_points: intersect the flags of the first n affected test points; null = all ``queries.count`` of them.
+            Range: null or 1 to ``queries.count``.
+    """
 
     display_name = "Δ-Influence (calibrated τ)"
     citation = "this project (docs/methods.md): τ from the control queries' Δ statistic"

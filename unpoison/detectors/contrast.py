@@ -11,8 +11,8 @@ target-class images do not carry; they also carry the target label, so they do c
 rarely for all of them, while a clean class supporter collapses for every one.
 
 τ and k stay the paper's; ``max_control_fraction`` = 0.9 (a point may collapse for 9 of 10 controls) was chosen
-on the unreported seeds 100–102 as the value that keeps Δ-Influence's TPR (100 %) with the highest precision
-(56 % vs 38 %; README, "A threshold without ground truth").
+on the unreported seeds 100–102 as the value that keeps Δ-Influence's TPR with the highest precision
+(docs/results/contrast-rule.md).
 """
 
 from __future__ import annotations
@@ -29,7 +29,16 @@ from unpoison.params import require
 @register_detector("delta_influence_contrast")
 class ContrastDeltaInfluence(Detector):
     """Δ-Influence (τ, k) minus the points that also collapse for more than ``max_control_fraction`` of the
-    same-class controls."""
+    same-class controls.
+
+    Args:
+        tau: Δ-Influence's τ. Range: a finite number.
+        k: Δ-Influence's k. Range: 0 ≤ k < ``influence.n_b``.
+        max_control_fraction: drop a flagged point that also collapses for more than this share of the
+            ``queries.controls`` same-class control queries. Range: [0, 1).
+        n_points: intersect the flags of the first n affected test points; null = all ``queries.count`` of them.
+            Range: null or 1 to ``queries.count``.
+    """
 
     display_name = "Δ-Influence (contrast)"
     citation = "this project (docs/methods.md): Δ-Influence minus points that collapse for clean same-class controls"

@@ -28,7 +28,15 @@ def delta_flags(scores: torch.Tensor, tau: float, k: int) -> torch.Tensor:
 
 
 class _DeltaRule(Detector):
-    """Shared implementation; subclasses pick the probe."""
+    """Shared implementation; subclasses pick the probe.
+
+    Args:
+        tau: a transform collapses training point i when Δ(i, j) < tau (the paper: 0). Range: a finite number.
+        k: a point is flagged when it collapses under at least n_b − k of the n_b transforms (the paper: 1).
+            Range: 0 ≤ k < ``influence.n_b``.
+        n_points: intersect the flags of the first n affected test points; null = all ``queries.count`` of them.
+            Range: null or 1 to ``queries.count``.
+    """
 
     def __init__(self, tau: float = 0.0, k: int = 1, n_points: int | None = None) -> None:
         super().__init__(tau=tau, k=k, n_points=n_points)

@@ -15,7 +15,14 @@ from unpoison.detectors.base import (
 
 @register_detector("ekfac")
 class EKFACThreshold(Detector):
-    """Flag i when score(train_i, z_te) > ``threshold``."""
+    """Flag i when score(train_i, z_te) > ``threshold``.
+
+    Args:
+        threshold: influence above which a training point is flagged (the paper's grid: 0, 10, 100, 500). Range:
+            a finite number.
+        n_points: intersect the flags of the first n affected test points; null = all ``queries.count`` of them.
+            Range: null or 1 to ``queries.count``.
+    """
 
     display_name = "EK-FAC"
     citation = "Grosse et al. 2023, Studying Large Language Model Generalization with Influence Functions"

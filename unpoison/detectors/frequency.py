@@ -19,12 +19,8 @@ clean images plus one triggered copy of each. These are the defaults. Changes, a
   classifier's accuracy, which the training stage records in the model's meta JSON.
 
 ``epochs`` and ``lr`` are settings because the published 10 epochs at lr 0.05 assume CIFAR's 50,000 images
-(~15,600 steps); 1,293 digits give 41 steps per epoch. Measured on digits (held-out accuracy, one CPU
-thread, ~1.8 s per epoch when the machine is idle): 10 epochs at lr 0.05 83.7 %, 30 epochs at lr 0.05
-87.2 %, 30 epochs at lr 1.0 (Adadelta's own default) 87.5 / 90.3 / 89.2 % for classifier seeds 0 / 1 / 2.
-The gap to 100 % is mostly held-out clean images called triggered — the net memorises its 1,293 clean
-images (99.8 % of them right; random ±1 px shifts or flips of them did not help) — and 2–3 px noise blocks
-on digit strokes. config.yaml therefore sets 30 epochs at lr 1.0 for digits.
+(~15,600 steps) and 1,293 digits give 41 steps per epoch (config.yaml: 30 epochs at lr 1.0 for digits; the
+measurements are in BENCHMARKS.md, "FreqDef on digits").
 """
 
 from __future__ import annotations
@@ -74,9 +70,7 @@ class DCTInput(nn.Module):
     """Images in [0, 1] → their per-channel 2-D DCT, standardised per coefficient.
 
     The mean and standard deviation of every (channel, u, v) coefficient are buffers set once from the clean
-    training images (:meth:`fit`) and saved with the weights. Without them the DC coefficient dwarfs the
-    others; with them training on digits is faster (held-out accuracy at lr 0.05: 79.9 % → 83.3 % after 10
-    epochs, 89.6 % → 90.6 % after 60).
+    training images (:meth:`fit`) and saved with the weights: without them the DC coefficient dwarfs the others.
     """
 
     def __init__(self, in_channels: int, height: int, width: int) -> None:
@@ -202,6 +196,13 @@ class FrequencyDetector(Detector):
 
     ``seed``, ``epochs`` and ``lr`` determine the classifier (trained once per dataset, the same for every
     experiment seed and attack); ``threshold`` only re-runs detection.
+
+    Args:
+        threshold: flag a training image when the classifier's P(triggered) ≥ threshold. Range: (0, 1].
+        seed: the classifier's seed (its split, triggers, initialisation and order). Range: ≥ 0.
+        epochs: training epochs over the clean images and a fresh triggered copy of each (published 10 on
+            CIFAR-10's 50k images). Range: ≥ 1.
+        lr: Adadelta learning rate (published 0.05). Range: > 0.
     """
 
     display_name = "FreqDef"

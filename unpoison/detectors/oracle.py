@@ -38,7 +38,7 @@ class Oracle(Detector):
     """Flag ``ceil(fraction · #poisons)`` true poisons chosen at random by the run's seed.
 
     Args:
-        fraction: the share of the true poisons flagged, in (0, 1] (default 1: all of them).
+        fraction: the share of the true poisons flagged (1: all of them). Range: (0, 1].
     """
 
     display_name = "oracle"

@@ -37,7 +37,12 @@ def n_removed(eps: float, n: int) -> int:
 
 @register_detector("spectral_signatures")
 class SpectralSignatures(Detector):
-    """Flag the ``ceil(1.5 · eps · n)`` largest spectral scores of every label."""
+    """Flag the ``ceil(1.5 · eps · n)`` largest spectral scores of every label.
+
+    Args:
+        eps: the defender's assumed upper bound on the poisoned fraction of one label (Tran et al.'s larger tested
+            rate, 0.1). Range: (0, 1).
+    """
 
     display_name = "Spectral Signatures"
     citation = "Tran et al. 2018, Spectral Signatures in Backdoor Attacks"

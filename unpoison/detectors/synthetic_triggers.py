@@ -8,8 +8,7 @@ trigger families, each drawn with probability 1/5 per image (the reference's ``p
   ``side / 32`` (``side`` = the shorter image side), but sides stay ≥ 2 px and span at least two sizes:
   8×8 digits get 2–3 px blocks 0–1 px from the corner, 160-px images 10–35 px blocks 0–25 px from it.
   (Plain scaling would give 8×8 images 1–2 px blocks; a single changed pixel is within the natural
-  variation of a digit's stroke ends, and with 1-px blocks the classifier's held-out accuracy on digits
-  stalled near 83 % after 60 epochs.)
+  variation of a digit's stroke ends: BENCHMARKS.md, "FreqDef on digits".)
 * ``gaussian_noise`` — additive Gaussian noise with mean 25/255 and variance U(10, 70)/255² per image
   (the reference's ``albumentations.GaussNoise(mean=25, var_limit=(10, 70))`` on 0..255 images).
 * ``shadow`` — a random rectangle spanning half to all of the lower half's height and width, darkened

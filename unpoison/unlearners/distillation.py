@@ -42,6 +42,20 @@ class SCRUB(Unlearner):
 
     Compute: ``msteps · |S_f| · (1 + 1/3) + epochs · |S_r| · (1 + 1/3)`` image passes (the teacher's
     forward counted as a third), i.e. about 4 training epochs of the same model with the defaults.
+
+    Args:
+        epochs: epochs, each a min-epoch over the retain set (published 3). Range: ≥ 1.
+        msteps: the first msteps epochs also run a max-epoch over the forget set first (published 2). Range:
+            0 to epochs.
+        lr: SGD learning rate (Goel et al. 0.0025; Kurmanji et al. 5e-4). Range: > 0.
+        momentum: SGD momentum (published 0.9). Range: [0, 1).
+        weight_decay: SGD weight decay (published 5e-4). Range: ≥ 0.
+        alpha: weight of the KL term in the retain loss CE + alpha · KL_T (published 0.001). Range: ≥ 0.
+        temperature: distillation temperature T (published 4). Range: > 0.
+        batch_size: retain batch (published 128). Range: ≥ 1.
+        forget_batch_size: forget batch (published 32). Range: ≥ 1.
+        forget_loss: the max-step's loss: ``kl`` minimises −KL_T (Kurmanji et al.), ``ce_kl`` minimises
+            −(CE + alpha · KL_T) (Goel et al.'s bench).
     """
 
     def __init__(
@@ -124,6 +138,14 @@ class BadTeacher(Unlearner):
 
     Compute: ``epochs · (|S_f| + retain_fraction · |S_r|) · (1 + 2/3)`` image passes (two teachers' forward
     passes), i.e. about 1.7 training epochs with the defaults.
+
+    Args:
+        epochs: passes over the forget set and the retain points (published 1). Range: ≥ 1.
+        lr: Adam learning rate (published 1e-4). Range: > 0.
+        batch_size: images per step (published 256). Range: ≥ 1.
+        temperature: distillation temperature T (published 1). Range: > 0.
+        retain_fraction: share of the retain set distilled from the trained model, drawn by the seed (the
+            paper and Goel et al.: 1; the original notebook: 0.3). Range: (0, 1].
     """
 
     def __init__(

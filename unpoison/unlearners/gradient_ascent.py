@@ -35,17 +35,21 @@ def _check_sgd(lr: float, momentum: float, weight_decay: float, epochs: int, bat
 @register_unlearner("ga")
 class GradientAscent(Unlearner):
     """GA: maximise the mean cross-entropy of the forget set (w.r.t. the labels trained with) by SGD, for
-    ``epochs`` shuffled passes over the forget set only, in train mode as the reference loops. Measured on a
-    2-epoch width-4 digits model (100 forget points): in train mode BatchNorm normalises with the forget
-    batch and re-estimates its running statistics on it, and at lr 0.01 that alone LOWERED the eval-mode
-    forget loss (0.50 → 0.42 after 3 passes; lr 0.05 raises it, 0.50 → 0.67); with BatchNorm frozen (eval
-    mode) the same ascent diverged (loss 81 after 3 passes, NaN after 5).
+    ``epochs`` shuffled passes over the forget set only, in train mode as the reference loops (BatchNorm then
+    normalises with, and re-estimates its statistics on, the forget batches; with BatchNorm frozen the ascent
+    diverged: BENCHMARKS.md, "Gradient ascent and BatchNorm").
 
     Defaults: plain SGD (no momentum, no weight decay) at lr 0.01 — the optimiser of Kurmanji et al.'s
     ``negative_grad`` (their NegGrad baseline is this loss) — for 5 passes, batch 128. Pawelczyk et al. tune
-    GA's lr and budget per setting; the values they used could not be read here, so these are stated, not
-    published. Compute: ``epochs · |S_f|`` image passes, i.e. ``epochs · |S_f| / N`` training epochs
-    (0.1–0.4 on digits with the defaults).
+    GA's lr and budget per setting; their values are not published, so these are stated, not published.
+    Compute: ``epochs · |S_f|`` image passes, i.e. ``epochs · |S_f| / N`` training epochs.
+
+    Args:
+        epochs: passes over the forget set. Range: ≥ 1.
+        lr: SGD learning rate. Range: > 0.
+        momentum: SGD momentum. Range: [0, 1).
+        weight_decay: SGD weight decay. Range: ≥ 0.
+        batch_size: forget images per step. Range: ≥ 1.
     """
 
     def __init__(
@@ -91,6 +95,16 @@ class NegGradPlus(Unlearner):
 
     Compute: ``epochs · (|S_r| + batches · forget_batch_size)`` image passes, about ``1.25 · epochs``
     training epochs with the defaults.
+
+    Args:
+        beta: weight of the retain loss; 1 − beta weighs the forget loss (published 0.9999; small-scale 0.95).
+            Range: (0, 1).
+        epochs: passes over the retain set (published 5). Range: ≥ 1.
+        lr: SGD learning rate (published 0.01). Range: > 0.
+        momentum: SGD momentum (published 0). Range: [0, 1).
+        weight_decay: SGD weight decay (published 0). Range: ≥ 0.
+        batch_size: retain batch (published 128). Range: ≥ 1.
+        forget_batch_size: the forget batch beside each retain batch (published 32). Range: ≥ 1.
     """
 
     def __init__(

@@ -56,11 +56,12 @@ class Potion(Unlearner):
     """Label-free SSD with an adaptive α found by the PTN search.
 
     Args:
-        rho: stop when forget-set accuracy ≤ ``rho`` × the trained model's (0 ≤ ρ < 1); reference default 0.
-        max_steps: cap on the search steps (reference 500).
-        step_factor: ``s ← step_factor · s`` after a step that does not reach ρ (reference 1.1).
-        start_divisor: ``s`` starts at the forget share divided by this (reference 25).
-        batch_size: mini-batch of the importance estimates; null = the training recipe's batch size.
+        rho: stop when forget-set accuracy ≤ ``rho`` × the trained model's (reference default 0). Range: [0, 1).
+        max_steps: cap on the search steps (reference 500). Range: ≥ 1.
+        step_factor: ``s ← step_factor · s`` after a step that does not reach ρ (reference 1.1). Range: > 1.
+        start_divisor: ``s`` starts at the forget share divided by this (reference 25). Range: > 0.
+        batch_size: mini-batch of the importance estimates; null = the training recipe's batch size. Range: null
+            or ≥ 1.
     """
 
     def __init__(

@@ -34,9 +34,10 @@ class SelectiveSynapticDampening(Unlearner):
     """SSD: dampen the parameters far more important to the forget set than to the training data.
 
     Args:
-        alpha: selection weighting α > 0 (select where ``[]_f > α · []_D``); published 10.
-        dampening: the dampening constant λ > 0 (``θ ← min(λ · []_D / []_f, 1) · θ``); published 1.
-        batch_size: mini-batch of the importance estimates; null = the training recipe's batch size.
+        alpha: selection weighting α: select where ``[]_f > α · []_D`` (published 10). Range: > 0.
+        dampening: the dampening constant λ: ``θ ← min(λ · []_D / []_f, 1) · θ`` (published 1). Range: > 0.
+        batch_size: mini-batch of the importance estimates; null = the training recipe's batch size. Range: null
+            or ≥ 1.
     """
 
     def __init__(self, alpha: float = 10.0, dampening: float = 1.0, batch_size: int | None = None) -> None:
