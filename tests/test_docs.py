@@ -27,7 +27,7 @@ from docs_examples import plugin_example
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Pages other branches add (the audit and cluster guides); a link to them is not checked until they exist.
-WRITTEN_ELSEWHERE = {ROOT / "docs" / "audit.md", ROOT / "docs" / "cluster.md"}
+WRITTEN_ELSEWHERE: set[Path] = set()  # pages another change adds (a link to them is pending, not broken)
 
 
 def rel(path: Path) -> str:

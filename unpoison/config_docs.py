@@ -58,6 +58,7 @@ MEANINGS = {
                         "`delta_influence_controls`)",
     "influence.n_b": "transformed copies of each query (random label and/or augmentation) scored beside it "
                      "(the paper: 50)",
+    "influence.shards": "jobs per influence pass over disjoint parts of the training set (docs/cluster.md)",
     "influence.factors.batch_size": "per-device batch of the covariance and lambda stages (execution only)",
     "influence.factors.amp": "autocast while fitting: none, bf16 or fp16 (GPU)",
     "influence.factors.covariance_max_examples": "fit the covariance stage on a seeded random subset of this many "
@@ -84,8 +85,7 @@ MEANINGS = {
     "relearning.fraction": "share of the training set fine-tuned on: a fixed random subset drawn by the seed, "
                            "minus the detector's flags",
     "relearning.epochs": "passes over that subset",
-    "relearning.lr": "constant learning rate of the fine-tuning; null = the recipe's final one "
-                     "(lr × gamma^len(milestones))",
+    "relearning.lr_factor": "constant learning rate of the fine-tuning as a share of the recipe's peak lr",
     "detector_settings": "detector name → its settings (below, per method), or a named variant "
                          "`{method: <registered detector>, ...settings}`",
     "unlearner_settings": "unlearner name → its settings (below, per method), or a named variant "

@@ -57,8 +57,15 @@ def load_pattern(path: str, shape: tuple[int, int, int]) -> np.ndarray:
 
 @register_attack("blend")
 class Blend(Attack):
-    """Dirty-label blended pattern, all-to-one. Params: ``count`` (poisons), ``alpha`` (training blend ratio),
-    ``test_alpha`` (test-time ratio; null = ``alpha``), ``pattern_path`` (null = seeded uniform noise)."""
+    """Dirty-label blended pattern, all-to-one: x' = (1 − α)·x + α·pattern on non-target images, relabelled.
+
+    Args:
+        count: poisoned training images, drawn from the non-target classes. Range: ≥ 1.
+        alpha: the pattern's weight in the blend during training (published 0.2). Range: (0, 1].
+        test_alpha: the weight at test time; null = alpha (published: 0.2 for both). Range: (0, 1] or null.
+        pattern_path: an image file used as the pattern (resized to the images); null = uniform noise drawn by the
+            seed (Chen et al.'s random pattern).
+    """
 
     display_name = "Blend"
     citation = "Chen et al. 2017, Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning"

@@ -118,9 +118,20 @@ def pgd_away(
 
 @register_attack("label_consistent")
 class LabelConsistent(Attack):
-    """Clean-label adversarially perturbed target-class images with a corner trigger, all-to-one. Params:
-    ``count``, ``eps`` (/255), ``steps``, ``step_size`` (/255), ``amplitude`` and ``test_amplitude`` (/255),
-    ``corners``, ``cell`` (see the module docstring)."""
+    """Clean-label: target-class images pushed away from their class by PGD on the clean model, then a corner trigger.
+
+    Args:
+        count: target-class training images perturbed and triggered, labels unchanged. Range: ≥ 1 and ≤ the
+            smallest class's images.
+        eps: ℓ∞ radius of the perturbation in /255 units (published 16; 0 = the trigger only). Range: 0 to 255.
+        steps: PGD steps (BackdoorBench: 100). Range: ≥ 1.
+        step_size: PGD step in /255 units (BackdoorBench: 1.5). Range: > 0.
+        amplitude: the trigger's amplitude in training, /255 (255 = full; the reduced-amplitude variant e.g. 64).
+            Range: 1 to 255.
+        test_amplitude: the trigger's amplitude on the test images (full: 255). Range: 1 to 255.
+        corners: where the 3×3 checkerboard goes: ``all`` four corners (published) or ``bottom-right``.
+        cell: pixels per checkerboard cell (larger images). Range: ≥ 1.
+    """
 
     needs_clean_model = True
     display_name = "label-consistent"

@@ -53,9 +53,14 @@ def add_signal(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 @register_attack("sig")
 class Sig(Attack):
-    """Clean-label sinusoidal signal on target-class images, all-to-one. Params: ``count`` (target-class
-    images poisoned), ``delta`` (training amplitude, 0..255 units), ``f`` (periods across the width),
-    ``delta_test`` (test amplitude; null = ``delta``)."""
+    """Clean-label horizontal sinusoid v(i, j) = Δ·sin(2πjf/W) on target-class training images, labels unchanged.
+
+    Args:
+        count: target-class training images that get the signal. Range: ≥ 1 and ≤ the smallest class's images.
+        delta: the signal's amplitude in training, pixel units 0–255 (published 20). Range: (0, 255].
+        f: periods across the image width (published 6 on 32 px). Range: > 0.
+        delta_test: the amplitude on the test images; null = delta. Range: (0, 255] or null.
+    """
 
     display_name = "SIG"
     citation = "Barni, Kallas & Tondi 2019, A New Backdoor Attack in CNNs by Training Set Corruption without Label Poisoning"

@@ -85,8 +85,16 @@ def warp(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 @register_attack("wanet")
 class WaNet(Attack):
-    """Dirty-label warping trigger, all-to-one, with noise mode. Params: ``count`` (relabelled warped images),
-    ``k`` (control grid side), ``s`` (warp strength), ``grid_rescale``, ``cross_ratio`` (noise images per poison)."""
+    """Dirty-label warping trigger, all-to-one, with the published noise mode.
+
+    Args:
+        count: warped training images relabelled to the target, from the non-target classes. Range: ≥ 1.
+        k: side of the random control grid of offsets (published 4). Range: ≥ 1.
+        s: warp strength (published 0.5). Range: > 0.
+        grid_rescale: scale of the warp field after clamping (published 1). Range: > 0.
+        cross_ratio: noise-mode images per poison, warped with the field plus random noise and keeping their labels
+            (published 2). Range: ≥ 0.
+    """
 
     display_name = "WaNet"
     citation = "Nguyen & Tran 2021, WaNet: Imperceptible Warping-based Backdoor Attack"

@@ -1,4 +1,4 @@
-"""The Δ-Influence probes: the query and n_b transformed copies of it (SPEC §2).
+"""The Δ-Influence probes: the query and n_b transformed copies of it (Li et al. 2024).
 
 Each transform g_j pairs the test image with a random label (uniform over the classes other than the
 query's label; distinct labels when there are at least n_b other classes) AND a random augmentation drawn

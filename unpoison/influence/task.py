@@ -1,4 +1,4 @@
-"""The kronfluence Task of SPEC §2."""
+"""The kronfluence Task of Δ-Influence (Li et al. 2024; docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -58,6 +58,9 @@ class SCRUB(Unlearner):
             −(CE + alpha · KL_T) (Goel et al.'s bench).
     """
 
+    display_name = "SCRUB"
+    citation = "Kurmanji et al. 2023, Towards Unbounded Machine Unlearning"
+
     def __init__(
         self, epochs: int = 3, msteps: int = 2, lr: float = 0.0025, momentum: float = 0.9,
         weight_decay: float = 5e-4, alpha: float = 0.001, temperature: float = 4.0, batch_size: int = 128,
@@ -147,6 +150,9 @@ class BadTeacher(Unlearner):
         retain_fraction: share of the retain set distilled from the trained model, drawn by the seed (the
             paper and Goel et al.: 1; the original notebook: 0.3). Range: (0, 1].
     """
+
+    display_name = "BadT"
+    citation = "Chundawat et al. 2023, Can Bad Teaching Induce Forgetting?"
 
     def __init__(
         self, epochs: int = 1, lr: float = 1e-4, batch_size: int = 256, temperature: float = 1.0,

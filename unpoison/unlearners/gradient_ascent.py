@@ -52,6 +52,9 @@ class GradientAscent(Unlearner):
         batch_size: forget images per step. Range: ≥ 1.
     """
 
+    display_name = "GA"
+    citation = "gradient ascent on the forget set (the baseline of Pawelczyk et al. 2025)"
+
     def __init__(
         self, epochs: int = 5, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
         batch_size: int = 128,
@@ -106,6 +109,9 @@ class NegGradPlus(Unlearner):
         batch_size: retain batch (published 128). Range: ≥ 1.
         forget_batch_size: the forget batch beside each retain batch (published 32). Range: ≥ 1.
     """
+
+    display_name = "NegGrad+"
+    citation = "Kurmanji et al. 2023, Towards Unbounded Machine Unlearning"
 
     def __init__(
         self, beta: float = 0.9999, epochs: int = 5, lr: float = 0.01, momentum: float = 0.0,

@@ -64,6 +64,9 @@ class Potion(Unlearner):
             or ≥ 1.
     """
 
+    display_name = "Potion"
+    citation = "Schoepf et al. 2024, Potion: Towards Poison Unlearning"
+
     def __init__(
         self, rho: float = 0.0, max_steps: int = 500, step_factor: float = 1.1, start_divisor: float = 25.0,
         batch_size: int | None = None,

@@ -20,6 +20,9 @@ from unpoison.unlearners.base import ComputeBudget, UnlearnInputs, Unlearner, ne
 class NoUnlearning(Unlearner):
     """The poisoned model as it is: the reference point before unlearning."""
 
+    display_name = "none (poisoned model)"
+    citation = "the reference point before unlearning"
+
     produces_model = False
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
@@ -34,6 +37,9 @@ class ExactUnlearning(Unlearner):
 
     Compute: the recipe's epochs over the retain set, ``epochs · |S_r| / N`` training epochs.
     """
+
+    display_name = "EU"
+    citation = "exact unlearning: retraining without the forget set (Goel et al. 2024, Corrective Machine Unlearning)"
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         if self.forgets_nothing(inputs):
@@ -59,6 +65,9 @@ class CatastrophicForgetting(Unlearner):
     augmentation come from the run seed's ``unlearn/cf`` stream. Compute: the (overridden) recipe's epochs
     over the retain set.
     """
+
+    display_name = "CF"
+    citation = "catastrophic forgetting: fine-tuning on the retain set (Goel et al. 2024)"
 
     @classmethod
     def bind_params(cls, params: dict[str, Any] | None, key: str) -> dict[str, Any]:

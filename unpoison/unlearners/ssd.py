@@ -40,6 +40,9 @@ class SelectiveSynapticDampening(Unlearner):
             or ≥ 1.
     """
 
+    display_name = "SSD"
+    citation = "Foster et al. 2024, Fast Machine Unlearning Without Retraining Through Selective Synaptic Dampening"
+
     def __init__(self, alpha: float = 10.0, dampening: float = 1.0, batch_size: int | None = None) -> None:
         require(alpha > 0, "alpha", alpha, "> 0 (the selection weighting α)")
         require(dampening > 0, "dampening", dampening, "> 0 (the dampening constant λ)")
