@@ -173,9 +173,10 @@ def measure_rates(model: nn.Module, batch: torch.Tensor, layers: list[LayerShape
 
     big = max(layers, key=lambda s: s.d_in * s.d_out)
     d_in, d_out = min(big.d_in, 1024), min(big.d_out, 1024)
-    g = torch.randn(2, d_out, d_in, device=device)
-    q = torch.randn(d_in, d_in, device=device)
-    a = torch.randn(256, 256, dtype=torch.float64, device=device)
+    gen = torch.Generator().manual_seed(0)  # the global RNG is left alone
+    g = torch.randn(2, d_out, d_in, generator=gen).to(device)
+    q = torch.randn(d_in, d_in, generator=gen).to(device)
+    a = torch.randn(256, 256, dtype=torch.float64, generator=gen).to(device)
     a = a @ a.T
     return {
         "pass": _timed(pass_, device) / len(x),
