@@ -227,23 +227,29 @@ def auto_caps(estimate: CostEstimate, settings: FactorSettings) -> FactorSetting
 
 def describe_cost(estimate: CostEstimate, requested: FactorSettings, resolved: FactorSettings) -> list[str]:
     """Log lines: each stage's examples, FLOPs, training epochs' worth and estimated time, before the fit."""
-    epoch = estimate.flops("epoch")
-    lines = [f"EK-FAC cost estimate: {estimate.n_train:,} training images, {len(estimate.layers)} tracked layers "
-             f"(widest {max(max(s.d_in, s.d_out) for s in estimate.layers):,}), one training epoch ≈ "
-             f"{epoch / 1e9:,.1f} GFLOP" + _time(estimate.seconds("epoch"))]
+    n_all, epoch = estimate.n_train, estimate.flops("epoch")
+    widest = max(max(s.d_in, s.d_out) for s in estimate.layers)
+    head = (f"EK-FAC cost estimate: {n_all:,} training images, {len(estimate.layers)} tracked layers (widest {widest:,}), "
+            f"one training epoch ≈ {_flops(epoch)}{_time(estimate.seconds('epoch'))}")
+    lines = [head]
     for stage, field in (("covariance", "covariance_max_examples"), ("lambda", "lambda_max_examples")):
         cap = getattr(resolved, field)
-        n = estimate.n_train if cap is None else min(cap, estimate.n_train)
-        how = f"{n:,} of {estimate.n_train:,} examples" + (" (auto cap)" if getattr(requested, field) == "auto" and
-                                                               cap is not None else "")
-        full = "" if n == estimate.n_train else f"; all {estimate.n_train:,}: {estimate.flops(stage) / epoch:.1f} epochs" \
-            + _time(estimate.seconds(stage))
-        lines.append(f"  {stage}: {how}, {estimate.flops(stage, n) / epoch:.1f} epochs' worth"
-                     f"{_time(estimate.seconds(stage, n))}{full}")
-    lines.append(f"  eigendecomposition: {2 * len(estimate.layers)} matrices" + _time(estimate.seconds("eigendecomposition")))
-    lines.append(f"  scores: one pass over {estimate.n_train:,} examples, {estimate.flops('scores') / epoch:.1f} epochs' "
-                 f"worth for {estimate.n_queries} queries" + _time(estimate.seconds("scores")))
+        n = n_all if cap is None else min(cap, n_all)
+        auto = " (auto cap)" if getattr(requested, field) == "auto" and cap is not None else ""
+        full = "" if n == n_all else f"; all {n_all:,}: {estimate.flops(stage) / epoch:.1f} epochs{_time(estimate.seconds(stage))}"
+        lines.append(f"  {stage}: {n:,} of {n_all:,} examples{auto}, {_flops(estimate.flops(stage, n))} = "
+                     f"{estimate.flops(stage, n) / epoch:.1f} epochs' worth{_time(estimate.seconds(stage, n))}{full}")
+    lines.append(f"  eigendecomposition: {2 * len(estimate.layers)} matrices up to {widest:,}×{widest:,}"
+                 f"{_time(estimate.seconds('eigendecomposition'))}")
+    per_query = n_all * sum(2.0 * s.d_in * s.d_out for s in estimate.layers)
+    base = estimate.flops("scores") - estimate.n_queries * per_query
+    lines.append(f"  scores: one pass over {n_all:,} examples, {_flops(base)} = {base / epoch:.1f} epochs' worth "
+                 f"+ {per_query / epoch:.3f} per query")
     return lines
+
+
+def _flops(flops: float) -> str:
+    return f"{flops / 1e12:,.1f} TFLOP" if flops >= 1e11 else f"{flops / 1e9:,.2f} GFLOP"
 
 
 def _time(seconds: float | None) -> str:
