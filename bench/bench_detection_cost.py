@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--factor-batch", type=int, default=128)
     ap.add_argument("--score-batch", type=int, default=64)
     ap.add_argument("--shards", type=int, default=0)
+    ap.add_argument("--title", default="", help="appended to the BENCHMARKS.md section title (a second table)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,7 +143,7 @@ def main() -> None:
             f"| {s['lambda']:.0f} | {t_score:.0f} | {(t_fit + t_score) / t_epoch:.1f} | **{(t_fit + t_score) / t_train:.3f}** "
             f"| {100 * d['tpr']:.1f} % | {100 * d['precision']:.1f} % | {100 * e['tpr']:.1f} % | {100 * e['precision']:.1f} % "
             f"| {'yes' if same else 'no'} |")
-    write_section(f"Detection cost against training ({spec['name']}, seed {seed})", "\n".join(lines) + "\n" + shard_line)
+    write_section(f"Detection cost against training ({spec['name']}, seed {seed}){args.title}", "\n".join(lines) + "\n" + shard_line)
 
 
 if __name__ == "__main__":

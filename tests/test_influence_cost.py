@@ -63,7 +63,7 @@ def test_auto_caps_come_from_flops_and_explicit_values_win():
     assert cap <= expected < cap * 1.1 and len(str(cap).rstrip("0")) <= 2  # two significant digits
     assert auto_cap(est, "lambda", ratio, LAMBDA_FLOOR) is None  # within budget: every example
     assert auto_cap(est, "lambda", LAMBDA_BUDGET_EPOCHS, 99_000) == 99_000  # never below the floor
-    est.n_train = 500
+    est.n_train = LAMBDA_FLOOR
     assert auto_cap(est, "lambda", LAMBDA_BUDGET_EPOCHS, LAMBDA_FLOOR) is None  # the floor covers the whole set
     est.n_train = 100_000
     chosen = auto_caps(est, FactorSettings(covariance_max_examples=7, lambda_max_examples="auto"))

@@ -17,8 +17,8 @@ they stay valid (8×8 digits: 3×3 blur, sigma 2-2.5, elastic sigma 1.25); large
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _odd(v: float) -> int:
-    k = max(3, int(round(v)))
-    return k if k % 2 == 1 else k - 1 if k - 1 >= 3 else 3
+    k = max(3, round(v))
+    return k if k % 2 == 1 else max(k - 1, 3)
 
 
 def blur_kernel_sizes(image_size: int) -> list[int]:

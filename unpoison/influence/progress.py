@@ -65,7 +65,7 @@ class Progress:
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
         count = f"{self.done:,.0f}/{self.total:,.0f} {self.unit} " if self.unit else ""
         tail = f", {note}" if note else ""
-        return f"{self.stage}: {count}({100 * fraction:.0f} %), {format_seconds(elapsed)} elapsed, ETA {format_seconds(eta)}{tail}"
+        return f"{self.stage}: {count}({int(100 * fraction + 1e-9)} %), {format_seconds(elapsed)} elapsed, ETA {format_seconds(eta)}{tail}"
 
 
 @contextlib.contextmanager
