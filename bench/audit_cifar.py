@@ -134,7 +134,7 @@ def fit_text(report: dict) -> str:
 def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = None) -> str:
     """The markdown lines of one run: 1 image (the first, and mean ± std over the images alone) and all."""
     df = pd.DataFrame(rows)
-    alone, first, both = df[df["images"] == 1], df.iloc[1], df.iloc[0]
+    alone, first, both = df.iloc[1:], df.iloc[1], df.iloc[0]
 
     def fmt(r: pd.Series) -> str:
         return (f"{r['n_flagged']} | {r['true_positives']} / {r['n_poisons']} | {100 * r['tpr']:.1f} | "

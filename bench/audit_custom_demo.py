@@ -103,6 +103,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--audit-option", action="append", default=[], help="extra audit CLI option, e.g. --n-b=50")
     p.add_argument("--tag", default="", help="suffix of the audit's output folder")
+    p.add_argument("--audit-queries", type=int, default=None, help="audit only the first N suspicious images")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "audit_custom_demo"))
     args = p.parse_args()
     run = Path(args.out) / f"s{args.seed}"
@@ -116,7 +117,8 @@ def main() -> None:
         raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified "
                          f"as the target; train longer (--epochs) or delete {run} and try another seed")
     out = run / f"audit{'_' + args.tag if args.tag else ''}"
-    argv = audit_options(run, "bench/audit_custom_demo.py:PreActResNet18", {"width": args.width}, facts["n_queries"])
+    n_queries = min(facts["n_queries"], args.audit_queries or facts["n_queries"])
+    argv = audit_options(run, "bench/audit_custom_demo.py:PreActResNet18", {"width": args.width}, n_queries)
     wall, cpu = run_cli(argv + ["--seed", str(args.seed), "--device", args.device, *args.audit_option], out)
     report = json.loads((out / "audit.json").read_text())
     inner = report["seconds"]

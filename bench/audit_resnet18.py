@@ -46,6 +46,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--audit-option", action="append", default=[], help="extra audit CLI option, e.g. --n-b=50")
     p.add_argument("--tag", default="", help="suffix of the audit's output folder")
+    p.add_argument("--audit-queries", type=int, default=None, help="audit only the first N suspicious images")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "audit_resnet18"))
     args = p.parse_args()
     run = Path(args.out) / f"s{args.seed}"
@@ -57,7 +58,7 @@ def main() -> None:
     if facts["n_queries"] == 0:
         raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %); delete {run} and train longer")
     out = run / f"audit{'_' + args.tag if args.tag else ''}"
-    argv = audit_options(run, "resnet18", {}, facts["n_queries"])
+    argv = audit_options(run, "resnet18", {}, min(facts["n_queries"], args.audit_queries or facts["n_queries"]))
     wall, cpu = run_cli(argv + ["--seed", str(args.seed), "--device", args.device, *args.audit_option], out)
     report = json.loads((out / "audit.json").read_text())
     rows = score(out, run / "truth")

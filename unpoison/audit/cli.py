@@ -57,6 +57,9 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "factor_batch_size": (int, 128, "batch size while fitting EK-FAC factors"),
     "score_batch_size": (int, 128, "training batch size while scoring"),
     "query_batch_size": (int, 64, "query gradients computed together (all are scored in one pass)"),
+    "query_gradient_low_rank": (int | None, None, "store the query gradients at this rank (kronfluence's "
+                                                  "low-rank approximation; less memory for large models; default "
+                                                  "exact)"),
     "covariance_max_examples": (Cap, "auto", "fit the covariances on this many random training images; auto = a cap "
                                              "when the estimated cost exceeds 2 training epochs; all = every image"),
     "lambda_max_examples": (Cap, "auto", "fit the eigenvalue corrections on this many random training images; auto "
@@ -179,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             factor_batch_size=o["factor_batch_size"], score_batch_size=o["score_batch_size"],
             query_batch_size=o["query_batch_size"], lambda_max_examples=o["lambda_max_examples"],
             covariance_max_examples=o["covariance_max_examples"],
+            query_gradient_low_rank=o["query_gradient_low_rank"],
             augmentations=tuple(o["augmentations"]) if o["augmentations"] is not None else None,
         )
         audit(o["arch"], o["train"], o["query"], o["out"], weights=o["weights"], settings=settings,

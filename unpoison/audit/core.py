@@ -9,6 +9,7 @@ The pieces are the pipeline's own (:func:`unpoison.influence.fit_factors`,
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class AuditSettings:
     factor_batch_size: int = 128  # factor fitting batch (sums: no effect on results)
     score_batch_size: int = 128  # training batch while scoring
     query_batch_size: int = 64  # query gradients computed this many at a time; all are scored in one pass
+    query_gradient_low_rank: int | None = None  # rank of the stored query gradients (None = exact; saves memory)
     # fit the eigenvalue corrections / covariances on a random subset: a count, None = all, "auto" = a cap
     # chosen from the estimated cost of the stage (unpoison.influence.cost) when it exceeds 2 training epochs
     lambda_max_examples: Cap = "auto"
@@ -67,6 +69,8 @@ class AuditSettings:
             (self.factor_batch_size >= 1, "factor_batch_size", self.factor_batch_size, "≥ 1"),
             (self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "≥ 1"),
             (self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1"),
+            (self.query_gradient_low_rank is None or self.query_gradient_low_rank >= 1, "query_gradient_low_rank",
+             self.query_gradient_low_rank, "≥ 1 or unset (exact)"),
             (is_cap(self.lambda_max_examples), "lambda_max_examples", self.lambda_max_examples,
              "auto, all (null) or ≥ 1"),
             (is_cap(self.covariance_max_examples), "covariance_max_examples", self.covariance_max_examples,
@@ -163,6 +167,27 @@ def load_queries(
     )
 
 
+def query_memory_line(model: nn.Module, n_queries: int, rank: int | None) -> str:
+    """How much memory the scoring pass holds for the preconditioned query gradients (kronfluence keeps one
+    per query and tracked module, all at once), with the levers when that is a large share of the machine."""
+    per_query = 0
+    for m in model.modules():
+        if type(m) in (nn.Linear, nn.Conv2d):
+            d_out = m.weight.shape[0]
+            d_in = m.weight.numel() // d_out + (m.bias is not None)
+            per_query += d_out * d_in if rank is None else min(d_out * d_in, rank * (d_out + d_in))
+    gb = 4 * n_queries * per_query / 1e9
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        total = float("inf")
+    line = f"scoring holds {n_queries} query gradients of {per_query / 1e6:.1f} M values each: ~{gb:.1f} GB"
+    if gb > 0.4 * total:
+        line += (f", a large share of this machine's {total:.0f} GB: fewer --query images, a smaller --n-b or "
+                 "--query-gradient-low-rank 32 reduce it")
+    return line
+
+
 def run_audit(
     model: nn.Module, train: TrainingSet, queries: Queries, num_classes: int, settings: AuditSettings,
     work_dir: str | Path, log: RunLog,
@@ -193,7 +218,8 @@ def run_audit(
     start = time.perf_counter()
     factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples,
                              covariance_max_examples=settings.covariance_max_examples)
-    scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size)
+    scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size,
+                            query_gradient_low_rank=settings.query_gradient_low_rank)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:
         log(f"fitting EK-FAC factors on {len(train.y)} training images ({device}) ...")
         with stage("factors", log):
@@ -201,6 +227,7 @@ def run_audit(
         seconds["factors"] = time.perf_counter() - start
         log(f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
             f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
+        log(query_memory_line(model, len(probes.labels), settings.query_gradient_low_rank))
         with stage("scores", log):
             scores = score_queries(model, Path(tmp) / "ekfac", probes.dataset(), data, scoring, device, log)
         seconds["scores"] = time.perf_counter() - start - seconds["factors"]
