@@ -45,11 +45,12 @@ RESOURCES = {
     "fit_ekfac": {"threads": 1, "mem_mb": 1700, "runtime": 16, "gpu": 1},
     "score_probes": {"threads": 2, "mem_mb": 1600, "runtime": 14, "gpu": 1},
     "unlearn": {"threads": 1, "mem_mb": 1900, "runtime": 13, "gpu": 0},
+    "evaluate_models": {"threads": 1, "mem_mb": 1400, "runtime": 12, "gpu": 0},
 }
 GPU_RULES = {rule for rule, r in RESOURCES.items() if r["gpu"]}
 # Rules that read `resources.<rule>` but are not set above fall back to the config's `resources.default`.
 CONFIG_DEFAULT = {"threads": 1, "mem_mb": 1500, "runtime": 15, "gpu": 0}
-RESOURCE_RULES = {"poison_dataset", "evaluate_models"}  # resources.poison_dataset / evaluate_models, unset here
+RESOURCE_RULES = {"poison_dataset"}  # resources.poison_dataset applies to attacks that run the clean model only
 # Every other rule: one CPU and profiles/slurm's default-resources (mem_mb 4000, runtime 60).
 PROFILE_DEFAULTS = {"threads": 1, "mem_mb": 4000, "runtime": 60}
 ACCOUNT = "unpoison-test"
