@@ -17,9 +17,9 @@ import argparse
 import time
 
 import torch
-
 from _common import machine
 from brew_success import merged_config, shortened
+
 from unpoison.attacks import CleanModel, get_attack
 from unpoison.config import normalised_source
 from unpoison.data import load_dataset

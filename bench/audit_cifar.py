@@ -43,8 +43,16 @@ def badnet(count: int):
     return get_attack("badnet", {"count": count, "pattern": "checkerboard", "size": 3, "value": 255, "margin": 1})
 
 
-def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: int, n_queries: int,
-            data_path: Path, device: torch.device) -> dict:
+def prepare(
+    run: Path,
+    net: nn.Module,
+    seed: int,
+    recipe: TrainRecipe,
+    count: int,
+    n_queries: int,
+    data_path: Path,
+    device: torch.device,
+) -> dict:
     """Poison, train ``net`` (behind CIFAR normalisation), export the user's files and the truth; return facts.
 
     Skipped when ``run/facts.json`` exists (the inputs are reused: training is the expensive part)."""
@@ -57,8 +65,9 @@ def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: in
     poisoned = attack.poison(data, seed)
     wrapped = nn.Sequential(Normalize(CIFAR_MEAN, CIFAR_STD), net)  # the user's training transform normalises
     start, cpu = time.perf_counter(), time.process_time()
-    train_model(wrapped, poisoned.x_train, poisoned.y_train, recipe, stage_seed(seed, "train/order"), device,
-                log=sys.stdout)
+    train_model(
+        wrapped, poisoned.x_train, poisoned.y_train, recipe, stage_seed(seed, "train/order"), device, log=sys.stdout
+    )
     train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu
     x_aff, _, target = attack.affected_test(data, poisoned.truth)
     queries = select_queries(wrapped, data, attack, poisoned.truth, n_queries, seed, device)
@@ -66,19 +75,34 @@ def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: in
     inputs.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), inputs / "model_state.pt")  # the network alone: it takes normalised inputs
-    np.savez(inputs / "train.npz", x_train=poisoned.x_train.permute(0, 2, 3, 1).numpy(),
-             y_train=poisoned.y_train.numpy(), classes=np.array(data.classes))
+    np.savez(
+        inputs / "train.npz",
+        x_train=poisoned.x_train.permute(0, 2, 3, 1).numpy(),
+        y_train=poisoned.y_train.numpy(),
+        classes=np.array(data.classes),
+    )
     for j in range(len(queries["x"])):
         Image.fromarray(queries["x"][j].permute(1, 2, 0).numpy()).save(inputs / f"query{j + 1}.png")
-    (truth / "poisons.json").write_text(json.dumps({
-        "poison_indices": [int(i) for i in poisoned.truth["poison_indices"]],
-        "victim": poisoned.truth["victim"], "target": poisoned.truth["target"],
-    }))
-    facts = {"seed": seed, "train_s": train_s, "train_cpu_s": train_cpu, "epochs": recipe.epochs,
-             "clean_acc": accuracy(wrapped, data.x_test, data.y_test, device),
-             "psr": accuracy(wrapped, x_aff, target, device),
-             "n_poisons": len(poisoned.truth["poison_indices"]), "n_queries": len(queries["x"]),
-             "parameters": sum(p.numel() for p in net.parameters())}
+    (truth / "poisons.json").write_text(
+        json.dumps(
+            {
+                "poison_indices": [int(i) for i in poisoned.truth["poison_indices"]],
+                "victim": poisoned.truth["victim"],
+                "target": poisoned.truth["target"],
+            }
+        )
+    )
+    facts = {
+        "seed": seed,
+        "train_s": train_s,
+        "train_cpu_s": train_cpu,
+        "epochs": recipe.epochs,
+        "clean_acc": accuracy(wrapped, data.x_test, data.y_test, device),
+        "psr": accuracy(wrapped, x_aff, target, device),
+        "n_poisons": len(poisoned.truth["poison_indices"]),
+        "n_queries": len(queries["x"]),
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
     (run / "facts.json").write_text(json.dumps(facts, indent=1))
     return facts
 
@@ -86,8 +110,18 @@ def prepare(run: Path, net: nn.Module, seed: int, recipe: TrainRecipe, count: in
 def audit_options(run: Path, arch: str, options: dict, n_queries: int) -> list[str]:
     """The CLI options a user would type for the exported files."""
     inputs = run / "inputs"
-    argv = ["--arch", arch, "--weights", str(inputs / "model_state.pt"), "--train", str(inputs / "train.npz"),
-            "--mean", *map(str, CIFAR_MEAN), "--std", *map(str, CIFAR_STD)]
+    argv = [
+        "--arch",
+        arch,
+        "--weights",
+        str(inputs / "model_state.pt"),
+        "--train",
+        str(inputs / "train.npz"),
+        "--mean",
+        *map(str, CIFAR_MEAN),
+        "--std",
+        *map(str, CIFAR_STD),
+    ]
     argv += [a for k, v in options.items() for a in ("--model-option", f"{k}={v}")]
     return argv + [a for j in range(n_queries) for a in ("--query", str(inputs / f"query{j + 1}.png"))]
 
@@ -124,11 +158,17 @@ def fit_text(report: dict) -> str:
     fit = report.get("fit") or {}
     if not fit:
         return ""
-    helped = [f"{m} {f} ({r['solver']}, jitter {r['jitter']:.1e})"
-              for m, fs in fit["eigendecomposition"]["modules"].items() for f, r in fs.items() if r["helped"]]
+    helped = [
+        f"{m} {f} ({r['solver']}, jitter {r['jitter']:.1e})"
+        for m, fs in fit["eigendecomposition"]["modules"].items()
+        for f, r in fs.items()
+        if r["helped"]
+    ]
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in fit.get("seconds", {}).items() if k != "total")
-    return (f" Factors: covariances on {fit['n_covariance']:,} images, eigenvalue corrections on {fit['n_lambda']:,} "
-            f"({stages}); eigendecomposition help: {'; '.join(helped) if helped else 'none'}.")
+    return (
+        f" Factors: covariances on {fit['n_covariance']:,} images, eigenvalue corrections on {fit['n_lambda']:,} "
+        f"({stages}); eigendecomposition help: {'; '.join(helped) if helped else 'none'}."
+    )
 
 
 def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = None) -> str:
@@ -137,8 +177,10 @@ def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = No
     alone, first, both = df.iloc[1:], df.iloc[1], df.iloc[0]
 
     def fmt(r: pd.Series) -> str:
-        return (f"{r['n_flagged']} | {r['true_positives']} / {r['n_poisons']} | {100 * r['tpr']:.1f} | "
-                f"{100 * r['precision']:.1f}")
+        return (
+            f"{r['n_flagged']} | {r['true_positives']} / {r['n_poisons']} | {100 * r['tpr']:.1f} | "
+            f"{100 * r['precision']:.1f}"
+        )
 
     lines = [
         "| suspicious images | flagged | poisons found | TPR % | precision % |",
@@ -150,10 +192,12 @@ def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = No
         f"{100 * alone['precision'].mean():.1f} ± {100 * alone['precision'].std(ddof=0):.1f} |",
         f"| {int(both['images'])}, intersected | {fmt(both)} |",
     ]
-    times = (f"\nmodel: {facts['parameters'] / 1e6:.2f} M parameters, {facts['epochs']} epochs in "
-             f"{facts['train_s'] / 60:.1f} min wall; clean accuracy {100 * facts['clean_acc']:.1f} %, "
-             f"PSR {100 * facts['psr']:.1f} %, "
-             f"{facts['n_poisons']} poisons. Audit ({int(both['images'])} images in one run): "
-             f"{seconds['wall'] / 60:.1f} min wall, {seconds['cpu'] / 60:.1f} min CPU; inside it factors "
-             f"{seconds['factors']:.0f} s, scores {seconds['scores']:.0f} s." + fit_text(report or {}) + "\n")
+    times = (
+        f"\nmodel: {facts['parameters'] / 1e6:.2f} M parameters, {facts['epochs']} epochs in "
+        f"{facts['train_s'] / 60:.1f} min wall; clean accuracy {100 * facts['clean_acc']:.1f} %, "
+        f"PSR {100 * facts['psr']:.1f} %, "
+        f"{facts['n_poisons']} poisons. Audit ({int(both['images'])} images in one run): "
+        f"{seconds['wall'] / 60:.1f} min wall, {seconds['cpu'] / 60:.1f} min CPU; inside it factors "
+        f"{seconds['factors']:.0f} s, scores {seconds['scores']:.0f} s." + fit_text(report or {}) + "\n"
+    )
     return "\n".join(lines) + times

@@ -96,8 +96,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--count", type=int, default=250, help="poisoned training images (250 = 2.5 %% of 10k, as "
-                   "experiments/cifar10-cpu.yaml)")
+    p.add_argument(
+        "--count",
+        type=int,
+        default=250,
+        help="poisoned training images (250 = 2.5 %% of 10k, as experiments/cifar10-cpu.yaml)",
+    )
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")
@@ -110,12 +114,23 @@ def main() -> None:
     torch.manual_seed(stage_seed(args.seed, "train/init"))
     net = PreActResNet18(num_classes=10, width=args.width)
     m1, m2 = round(args.epochs * 0.5), round(args.epochs * 0.8)
-    recipe = TrainRecipe(epochs=args.epochs, batch_size=128, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                         milestones=[m1, m2], crop_padding=4, flip=True)
+    recipe = TrainRecipe(
+        epochs=args.epochs,
+        batch_size=128,
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        milestones=[m1, m2],
+        crop_padding=4,
+        flip=True,
+    )
     facts = prepare(run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device))
     if facts["n_queries"] == 0:
-        raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified "
-                         f"as the target; train longer (--epochs) or delete {run} and try another seed")
+        raise SystemExit(
+            f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified "
+            f"as the target; train longer (--epochs) or delete {run} and try another seed"
+        )
     out = run / f"audit{'_' + args.tag if args.tag else ''}"
     n_queries = min(facts["n_queries"], args.audit_queries or facts["n_queries"])
     argv = audit_options(run, "bench/audit_custom_demo.py:PreActResNet18", {"width": args.width}, n_queries)
@@ -123,9 +138,11 @@ def main() -> None:
     report = json.loads((out / "audit.json").read_text())
     inner = report["seconds"]
     rows = score(out, run / "truth")
-    body = (f"PreAct-ResNet18 (width {args.width}) from `bench/audit_custom_demo.py`, seed {args.seed}, audited with "
-            f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
-            + table(rows, facts, {"wall": wall, "cpu": cpu, **inner}, report))
+    body = (
+        f"PreAct-ResNet18 (width {args.width}) from `bench/audit_custom_demo.py`, seed {args.seed}, audited with "
+        f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
+        + table(rows, facts, {"wall": wall, "cpu": cpu, **inner}, report)
+    )
     (out / "results.md").write_text(body)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
     print(body)

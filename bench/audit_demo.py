@@ -66,8 +66,14 @@ def build_inputs(seed: int, run: Path, fmt: str, n_queries: int, device: torch.d
     torch.manual_seed(stage_seed(seed, "train/init"))
     net = build_model(name, data.num_classes, data.image_shape[0], model_cfg)
     start = time.perf_counter()
-    train_model(net, poisoned.x_train, poisoned.y_train, TrainRecipe.from_dict(settings["train"]),
-                stage_seed(seed, "train/order"), device)
+    train_model(
+        net,
+        poisoned.x_train,
+        poisoned.y_train,
+        TrainRecipe.from_dict(settings["train"]),
+        stage_seed(seed, "train/order"),
+        device,
+    )
     train_s = time.perf_counter() - start
     x_aff, _, target = attack.affected_test(data, poisoned.truth)
     psr = accuracy(net, x_aff, target, device)
@@ -90,15 +96,33 @@ def build_inputs(seed: int, run: Path, fmt: str, n_queries: int, device: torch.d
         _png(query["x"][j], path)
     truth.mkdir(parents=True, exist_ok=True)
     idx = poisoned.truth["poison_indices"]
-    (truth / "poisons.json").write_text(json.dumps(
-        {"poison_files": [names[i] for i in idx], "victim": poisoned.truth["victim"], "target": poisoned.truth["target"]},
-        indent=1,
-    ))
-    options = ["--arch", name, "--weights", str(inputs / "model_state.pt"), "--train", str(train_arg),
-               *(a for path in queries for a in ("--query", str(path)))]
+    (truth / "poisons.json").write_text(
+        json.dumps(
+            {
+                "poison_files": [names[i] for i in idx],
+                "victim": poisoned.truth["victim"],
+                "target": poisoned.truth["target"],
+            },
+            indent=1,
+        )
+    )
+    options = [
+        "--arch",
+        name,
+        "--weights",
+        str(inputs / "model_state.pt"),
+        "--train",
+        str(train_arg),
+        *(a for path in queries for a in ("--query", str(path))),
+    ]
     options += [a for k, v in model_cfg.items() for a in ("--model-option", f"{k}={v}")]
-    facts = {"train_s": train_s, "psr": psr, "clean_acc": accuracy(net, data.x_test, data.y_test, device),
-             "target": poisoned.truth["target"], "n_poisons": len(idx)}
+    facts = {
+        "train_s": train_s,
+        "psr": psr,
+        "clean_acc": accuracy(net, data.x_test, data.y_test, device),
+        "target": poisoned.truth["target"],
+        "n_poisons": len(idx),
+    }
     return options, facts
 
 
@@ -140,22 +164,43 @@ def main() -> None:
         audit_s, audit_cpu = run_audit_cli(options, run / "audit", seed, args.device)
         inner = json.loads((run / "audit" / "audit.json").read_text())["seconds"]
         m = score(run / "audit", run / "truth")
-        rows.append({"seed": seed, "clean acc %": 100 * facts["clean_acc"], "PSR %": 100 * facts["psr"],
-                     "poisons": m["n_poisons"], "flagged": m["n_flagged"], "TP": m["true_positives"],
-                     "TPR %": 100 * m["tpr"], "precision %": 100 * m["precision"],
-                     "train s": facts["train_s"], "audit wall s": audit_s, "audit CPU s": audit_cpu,
-                     "factors s": inner["factors"], "scores s": inner["scores"]})
+        rows.append(
+            {
+                "seed": seed,
+                "clean acc %": 100 * facts["clean_acc"],
+                "PSR %": 100 * facts["psr"],
+                "poisons": m["n_poisons"],
+                "flagged": m["n_flagged"],
+                "TP": m["true_positives"],
+                "TPR %": 100 * m["tpr"],
+                "precision %": 100 * m["precision"],
+                "train s": facts["train_s"],
+                "audit wall s": audit_s,
+                "audit CPU s": audit_cpu,
+                "factors s": inner["factors"],
+                "scores s": inner["scores"],
+            }
+        )
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     mean = {c: df[c].mean() for c in df.columns if c != "seed"}
     std = {c: df[c].std(ddof=0) for c in df.columns if c != "seed"}
-    table = df.round(1).to_markdown(index=False) + "\n\n" + "mean ± std over seeds: " + ", ".join(
-        f"{c} {mean[c]:.1f} ± {std[c]:.1f}" for c in ("TPR %", "precision %", "flagged", "audit wall s", "audit CPU s")
-    ) + "\n"
-    body = (f"`unpoison-audit` on a BadNet-poisoned digits model (config.yaml's digits settings, n_b = 50, τ = 0, "
-            f"k = 1, {args.queries} suspicious image(s), training set as {args.format}); truth read only to score. `audit wall s` "
-            "is the CLI process end to end (start-up, PNG decoding, factors, scores, outputs); `factors s`/`scores s` "
-            f"are its stages; `train s` the demo's training.\n\n{table}")
+    table = (
+        df.round(1).to_markdown(index=False)
+        + "\n\n"
+        + "mean ± std over seeds: "
+        + ", ".join(
+            f"{c} {mean[c]:.1f} ± {std[c]:.1f}"
+            for c in ("TPR %", "precision %", "flagged", "audit wall s", "audit CPU s")
+        )
+        + "\n"
+    )
+    body = (
+        f"`unpoison-audit` on a BadNet-poisoned digits model (config.yaml's digits settings, n_b = 50, τ = 0, "
+        f"k = 1, {args.queries} suspicious image(s), training set as {args.format}); truth read only to score. `audit wall s` "
+        "is the CLI process end to end (start-up, PNG decoding, factors, scores, outputs); `factors s`/`scores s` "
+        f"are its stages; `train s` the demo's training.\n\n{table}"
+    )
     (Path(args.out) / "results.md").write_text(body)
     print(body)
     if args.benchmarks:

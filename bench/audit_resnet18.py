@@ -39,8 +39,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--lr", type=float, default=0.05, help="peak SGD lr (0.1 diverged in epoch 1 with this stem)")
-    p.add_argument("--count", type=int, default=250, help="poisoned training images (250 = 2.5 %% of 10k, as "
-                   "experiments/cifar10-cpu.yaml)")
+    p.add_argument(
+        "--count",
+        type=int,
+        default=250,
+        help="poisoned training images (250 = 2.5 %% of 10k, as experiments/cifar10-cpu.yaml)",
+    )
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")
@@ -52,8 +56,17 @@ def main() -> None:
     run = Path(args.out) / f"s{args.seed}"
     torch.manual_seed(stage_seed(args.seed, "train/init"))
     net = torchvision.models.resnet18(weights=None, num_classes=10)
-    recipe = TrainRecipe(epochs=args.epochs, batch_size=128, lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                         milestones=[round(args.epochs * 0.5), round(args.epochs * 0.8)], crop_padding=4, flip=True)
+    recipe = TrainRecipe(
+        epochs=args.epochs,
+        batch_size=128,
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        milestones=[round(args.epochs * 0.5), round(args.epochs * 0.8)],
+        crop_padding=4,
+        flip=True,
+    )
     facts = prepare(run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device))
     if facts["n_queries"] == 0:
         raise SystemExit(f"the attack failed (PSR {100 * facts['psr']:.1f} %); delete {run} and train longer")
@@ -62,9 +75,11 @@ def main() -> None:
     wall, cpu = run_cli(argv + ["--seed", str(args.seed), "--device", args.device, *args.audit_option], out)
     report = json.loads((out / "audit.json").read_text())
     rows = score(out, run / "truth")
-    body = (f"torchvision resnet18 (ImageNet stem), seed {args.seed}, audited with "
-            f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
-            + table(rows, facts, {"wall": wall, "cpu": cpu, **report["seconds"]}, report))
+    body = (
+        f"torchvision resnet18 (ImageNet stem), seed {args.seed}, audited with "
+        f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
+        + table(rows, facts, {"wall": wall, "cpu": cpu, **report["seconds"]}, report)
+    )
     (out / "results.md").write_text(body)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
     print(body)

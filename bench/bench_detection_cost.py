@@ -48,9 +48,12 @@ def cap(text: str) -> int | None | str:
 def detect(scores: torch.Tensor, probes, poisons) -> tuple[dict, dict, np.ndarray]:
     """Δ-Influence and EK-FAC metrics from (q_all, N) scores laid out by ``probes``."""
     cols = torch.cat([probes.base_rows[:, None], probes.probe_rows["both"]], dim=1)
-    inputs = DetectorInputs(scores={"both": {"scores": scores[cols], "labels": probes.labels[cols]},
-                                    "base": {"scores": scores[probes.base_rows[:, None]],
-                                             "labels": probes.labels[probes.base_rows[:, None]]}})
+    inputs = DetectorInputs(
+        scores={
+            "both": {"scores": scores[cols], "labels": probes.labels[cols]},
+            "base": {"scores": scores[probes.base_rows[:, None]], "labels": probes.labels[probes.base_rows[:, None]]},
+        }
+    )
     delta = get_detector("delta_influence", {"tau": 0.0, "k": 1}).detect(inputs)
     ekfac = get_detector("ekfac", {"threshold": 0.0}).detect(inputs)
     return detection_metrics(delta, poisons), detection_metrics(ekfac, poisons), np.asarray(delta)
@@ -101,29 +104,41 @@ def main() -> None:
 
     torch.manual_seed(0)
     fresh = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
-    t_epoch, _ = timed(lambda: train_model(fresh, x, y, TrainRecipe(**{**recipe.to_dict(), "epochs": 1, "milestones": []}), 0, DEV))
+    t_epoch, _ = timed(
+        lambda: train_model(fresh, x, y, TrainRecipe(**{**recipe.to_dict(), "epochs": 1, "milestones": []}), 0, DEV)
+    )
 
     rows, first_flags = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(args.settings):
             c, lam = map(cap, text.split(":"))
             settings = FactorSettings(batch_size=args.factor_batch, covariance_max_examples=c, lambda_max_examples=lam)
-            t_fit, report = timed(lambda: fit_factors(model, train, Path(tmp) / f"f{i}", settings, DEV, seed, log=print))
-            t_score, scores = timed(lambda: score_queries(model, Path(tmp) / f"f{i}", queries, train, scoring, DEV, log=print))
+            t_fit, report = timed(
+                lambda: fit_factors(model, train, Path(tmp) / f"f{i}", settings, DEV, seed, log=print)
+            )
+            t_score, scores = timed(
+                lambda: score_queries(model, Path(tmp) / f"f{i}", queries, train, scoring, DEV, log=print)
+            )
             delta, ekfac, flags = detect(scores, probes, poisons)
-            rows.append((text, report, t_fit, t_score, delta, ekfac, np.array_equal(np.sort(flags), np.sort(pipeline_flags))))
+            rows.append(
+                (text, report, t_fit, t_score, delta, ekfac, np.array_equal(np.sort(flags), np.sort(pipeline_flags)))
+            )
             first_flags = flags if first_flags is None else first_flags
             print(rows[-1][0], t_fit, t_score, delta, ekfac, flush=True)
         shard_line = ""
         if args.shards >= 2:
             c, lam = map(cap, args.settings[0].split(":"))
             settings = FactorSettings(batch_size=args.factor_batch, covariance_max_examples=c, lambda_max_examples=lam)
-            t_sharded, scores = sharded(model, train, queries, settings, scoring, seed, args.shards, Path(tmp) / "shards")
+            t_sharded, scores = sharded(
+                model, train, queries, settings, scoring, seed, args.shards, Path(tmp) / "shards"
+            )
             delta, _, flags = detect(scores, probes, poisons)
             same = np.array_equal(flags, first_flags)
-            shard_line = (f"\nSharded, setting `{args.settings[0]}`, K = {args.shards} shard jobs run one after another in one "
-                          f"process: factors + scores {t_sharded:.0f} s in all (single jobs: {rows[0][2] + rows[0][3]:.0f} s); "
-                          f"Δ-Influence flags {'identical' if same else 'DIFFERENT'} (TPR {100 * delta['tpr']:.1f} %).\n")
+            shard_line = (
+                f"\nSharded, setting `{args.settings[0]}`, K = {args.shards} shard jobs run one after another in one "
+                f"process: factors + scores {t_sharded:.0f} s in all (single jobs: {rows[0][2] + rows[0][3]:.0f} s); "
+                f"Δ-Influence flags {'identical' if same else 'DIFFERENT'} (TPR {100 * delta['tpr']:.1f} %).\n"
+            )
 
     n_params = sum(p.numel() for p in model.parameters())
     lines = [
@@ -142,8 +157,12 @@ def main() -> None:
             f"| {text} | {r.n_covariance:,} / {r.n_lambda:,} | {s['covariance']:.0f} | {s['eigendecomposition']:.1f} "
             f"| {s['lambda']:.0f} | {t_score:.0f} | {(t_fit + t_score) / t_epoch:.1f} | **{(t_fit + t_score) / t_train:.3f}** "
             f"| {100 * d['tpr']:.1f} % | {100 * d['precision']:.1f} % | {100 * e['tpr']:.1f} % | {100 * e['precision']:.1f} % "
-            f"| {'yes' if same else 'no'} |")
-    write_section(f"Detection cost against training ({spec['name']}, seed {seed}){args.title}", "\n".join(lines) + "\n" + shard_line)
+            f"| {'yes' if same else 'no'} |"
+        )
+    write_section(
+        f"Detection cost against training ({spec['name']}, seed {seed}){args.title}",
+        "\n".join(lines) + "\n" + shard_line,
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import timed, write_section
 from torch import nn
 
-from _common import timed, write_section
 from unpoison.data import TensorDataset01
 from unpoison.influence import FactorSettings, fit_factors
 from unpoison.training import TrainRecipe, batched_forward, train_model
@@ -60,18 +60,33 @@ def main() -> None:
     yt = torch.from_numpy(d["y_test"]).long()
     torch.manual_seed(0)
     model = Normalised(torchvision.models.resnet18(num_classes=10))
-    recipe = TrainRecipe(epochs=args.epochs, batch_size=128, lr=0.1, milestones=[args.epochs // 2, 3 * args.epochs // 4],
-                         crop_padding=4, flip=True)
+    recipe = TrainRecipe(
+        epochs=args.epochs,
+        batch_size=128,
+        lr=0.1,
+        milestones=[args.epochs // 2, 3 * args.epochs // 4],
+        crop_padding=4,
+        flip=True,
+    )
     t_train, _ = timed(lambda: train_model(model, x, y, recipe, 0, DEV))
     model.eval()
     acc = float((batched_forward(model, xt, DEV, lambda b: model(b).argmax(1)) == yt).float().mean())
     lines: list[str] = []
     cap = lambda v: None if v == "all" else v if v == "auto" else int(v)  # noqa: E731
-    settings = FactorSettings(batch_size=128, covariance_max_examples=cap(args.covariance_max),
-                              lambda_max_examples=cap(args.lambda_max))
+    settings = FactorSettings(
+        batch_size=128, covariance_max_examples=cap(args.covariance_max), lambda_max_examples=cap(args.lambda_max)
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        t_fit, report = timed(lambda: fit_factors(model, TensorDataset01(x, y), Path(tmp) / "f", settings, DEV,
-                                                  log=lambda line: (print(line, flush=True), lines.append(line))))
+        t_fit, report = timed(
+            lambda: fit_factors(
+                model,
+                TensorDataset01(x, y),
+                Path(tmp) / "f",
+                settings,
+                DEV,
+                log=lambda line: (print(line, flush=True), lines.append(line)),
+            )
+        )
     s = report.seconds
     helped = report.helped()
     body = [
@@ -80,13 +95,21 @@ def main() -> None:
         f"{100 * acc:.1f} %. Factors with covariance_max_examples = {args.covariance_max}, lambda_max_examples = "
         f"{args.lambda_max} (resolved: {report.n_covariance:,} / {report.n_lambda:,} examples): **{t_fit:.0f} s** in all.",
         "",
-        "| stage | seconds | ÷ epoch |", "|---|---:|---:|",
-        *[f"| {k} | {s[k]:.0f} | {s[k] / (t_train / args.epochs):.1f} |" for k in ("covariance", "eigendecomposition", "lambda")],
+        "| stage | seconds | ÷ epoch |",
+        "|---|---:|---:|",
+        *[
+            f"| {k} | {s[k]:.0f} | {s[k] / (t_train / args.epochs):.1f} |"
+            for k in ("covariance", "eigendecomposition", "lambda")
+        ],
         "",
         f"Covariance matrices that plain `torch.linalg.eigh` could not decompose ({len(helped)} of "
         f"{2 * len(report.eigen)}): " + ("; ".join(helped) if helped else "none") + ".",
         "",
-        "The cost estimate the fit printed first:", "", "```", *[ln for ln in lines if ln.startswith(("EK-FAC", "  "))], "```",
+        "The cost estimate the fit printed first:",
+        "",
+        "```",
+        *[ln for ln in lines if ln.startswith(("EK-FAC", "  "))],
+        "```",
     ]
     write_section("A torchvision ResNet-18 on 32×32 CIFAR-10: the EK-FAC fit (issue 21)", "\n".join(body))
 

@@ -1,6 +1,6 @@
 """Per-rule wall time of a pipeline run, from Snakemake's benchmark files (``RUN/benchmarks/**/*.tsv``).
 
-    python bench/bench_rule_times.py --results results --dataset cifar10_10k
+python bench/bench_rule_times.py --results results --dataset cifar10_10k
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-
 from _common import write_section
 
 
@@ -32,10 +31,14 @@ def main() -> None:
     lines = ["| attack | seed | job | wall s | max RSS MB |", "|---|---|---|---:|---:|"]
     for r in df.itertuples(index=False):
         lines.append(f"| {r.attack} | {r.seed} | {r.job} | {r.s:.0f} | {r.max_rss_mb:.0f} |")
-    lines.append(f"\nSum of benchmarked jobs: {df.s.sum():.0f} s (jobs without `benchmark:` — data preparation, "
-                 "queries, detection, evaluation, tables — take seconds each).")
+    lines.append(
+        f"\nSum of benchmarked jobs: {df.s.sum():.0f} s (jobs without `benchmark:` — data preparation, "
+        "queries, detection, evaluation, tables — take seconds each)."
+    )
     if args.total:
-        lines.append(f"End-to-end wall time of the run (`time snakemake ...`, 2 cores): {args.total:.0f} s = {args.total / 60:.1f} min.")
+        lines.append(
+            f"End-to-end wall time of the run (`time snakemake ...`, 2 cores): {args.total:.0f} s = {args.total / 60:.1f} min."
+        )
     write_section(f"Per-rule wall time ({args.dataset})", "\n".join(lines))
 
 

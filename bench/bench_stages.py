@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import timed, write_section
+
 from unpoison.data import TensorDataset01
 from unpoison.detectors.delta_influence import delta_flags
 from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
@@ -66,8 +66,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for lam in map(_parse_opt_int, args.lambda_max):
             fdir = Path(tmp) / f"f{lam}"
-            t_fit, _ = timed(lambda: fit_factors(model, train, fdir, FactorSettings(batch_size=args.factor_batch, lambda_max_examples=lam), dev, 0))
-            scores = score_queries(model, fdir, queries, train, ScoreSettings(train_batch_size=args.train_batch[0]), dev)
+            t_fit, _ = timed(
+                lambda: fit_factors(
+                    model, train, fdir, FactorSettings(batch_size=args.factor_batch, lambda_max_examples=lam), dev, 0
+                )
+            )
+            scores = score_queries(
+                model, fdir, queries, train, ScoreSettings(train_batch_size=args.train_batch[0]), dev
+            )
             s = scores[None]  # (1, 1 + n_b, N)
             delta = detection_metrics(np.flatnonzero(delta_flags(s, 0.0, 1)[0].numpy()), poisons)
             ekfac = detection_metrics(np.flatnonzero((s[0, 0] > 0).numpy()), poisons)
@@ -87,14 +93,17 @@ def main() -> None:
         f"{tuple(x.shape[1:])}, {len(poisons)} poisons. **One training epoch = {t_epoch:.1f} s** (batch {recipe.batch_size}, "
         f"crop+flip augmentation).",
         "",
-        "Factor stage (covariance + eigendecomposition + lambda, batch %d) and detection with those factors:" % args.factor_batch,
+        "Factor stage (covariance + eigendecomposition + lambda, batch %d) and detection with those factors:"
+        % args.factor_batch,
         "",
         "| lambda_max_examples | factor stage s | ÷ epoch | Δ-Influence TPR | Δ-Influence precision | EK-FAC TPR | EK-FAC precision |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for lam, t_fit, d, e in rows:
-        lines.append(f"| {lam or 'all'} | {t_fit:.0f} | {t_fit / t_epoch:.1f} | {100 * d['tpr']:.1f} % | {100 * d['precision']:.1f} % "
-                     f"| {100 * e['tpr']:.1f} % | {100 * e['precision']:.1f} % |")
+        lines.append(
+            f"| {lam or 'all'} | {t_fit:.0f} | {t_fit / t_epoch:.1f} | {100 * d['tpr']:.1f} % | {100 * d['precision']:.1f} % "
+            f"| {100 * e['tpr']:.1f} % | {100 * e['precision']:.1f} % |"
+        )
     lines += [
         "",
         f"Score stage: {len(queries)} queries (base + n_b = {args.n_b} transforms) in ONE pass over the training set:",

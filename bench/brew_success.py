@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 import yaml
-
 from _common import ROOT, machine
+
 from unpoison.attacks import ATTACKS, CleanModel, PoisonResult, get_attack
 from unpoison.config import SOURCE_EXCLUDED
 from unpoison.data import ImageData, load_dataset, to_float
@@ -66,8 +66,15 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def train_fresh(spec: dict, data_x: torch.Tensor, data_y: torch.Tensor, recipe: TrainRecipe, seed: int, prefix: str,
-                device: torch.device) -> tuple[torch.nn.Module, float]:
+def train_fresh(
+    spec: dict,
+    data_x: torch.Tensor,
+    data_y: torch.Tensor,
+    recipe: TrainRecipe,
+    seed: int,
+    prefix: str,
+    device: torch.device,
+) -> tuple[torch.nn.Module, float]:
     """A model trained from scratch with ``seed``'s ``{prefix}/init`` and ``{prefix}/order`` streams; (model, seconds)."""
     torch.manual_seed(stage_seed(seed, f"{prefix}/init"))
     net = build_model(spec["name"], spec["num_classes"], spec["in_channels"], spec["options"])
@@ -75,8 +82,9 @@ def train_fresh(spec: dict, data_x: torch.Tensor, data_y: torch.Tensor, recipe: 
     return net, float(summary["seconds"])
 
 
-def clean_model(dataset: str, spec: dict, data: ImageData, recipe: TrainRecipe, seed: int,
-                device: torch.device) -> tuple[torch.nn.Module, float]:
+def clean_model(
+    dataset: str, spec: dict, data: ImageData, recipe: TrainRecipe, seed: int, device: torch.device
+) -> tuple[torch.nn.Module, float]:
     """The clean model of ``seed`` (cached in bench/out with its training seconds)."""
     tag = json.dumps([spec, recipe.to_dict(), seed], sort_keys=True)
     path = OUT / f"clean_{dataset}_s{seed}_e{recipe.epochs}_{spec['options'].get('width')}.pt"
@@ -99,8 +107,10 @@ def table(paths: list[str]) -> str:
         for line in Path(path).read_text().splitlines():
             row = json.loads(line)
             groups.setdefault(row["label"], []).append(row)
-    out = ["| setting | seeds | flipped | p(adv) on target | best alignment loss | brew, training epochs | brew s (per step) | victim acc % |",
-           "|---|---|---:|---|---|---:|---:|---:|"]
+    out = [
+        "| setting | seeds | flipped | p(adv) on target | best alignment loss | brew, training epochs | brew s (per step) | victim acc % |",
+        "|---|---|---:|---|---|---:|---:|---:|",
+    ]
     for label, rows in groups.items():
         rows = sorted(rows, key=lambda r: r["seed"])
         flips = sum(r["flipped"] for r in rows)
@@ -111,12 +121,21 @@ def table(paths: list[str]) -> str:
         secs = sum(r["brew_seconds"] for r in rows) / len(rows)
         per_step = secs / (rows[0]["params"]["steps"] * rows[0]["params"]["restarts"])
         seeds = ",".join(str(r["seed"]) for r in rows)
-        out.append(f"| {label} | {seeds} | {flips}/{len(rows)} | {p_adv} | {loss} | {cost:.0f} | {secs:.0f} ({per_step:.2f}) | {acc:.1f} |")
+        out.append(
+            f"| {label} | {seeds} | {flips}/{len(rows)} | {p_adv} | {loss} | {cost:.0f} | {secs:.0f} ({per_step:.2f}) | {acc:.1f} |"
+        )
     return "\n".join(out)
 
 
-def step_cost(spec: dict, data: ImageData, recipe: TrainRecipe, params: dict, device: torch.device,
-              steps: int = 5, batches: int = 10) -> str:
+def step_cost(
+    spec: dict,
+    data: ImageData,
+    recipe: TrainRecipe,
+    params: dict,
+    device: torch.device,
+    steps: int = 5,
+    batches: int = 10,
+) -> str:
     """Seconds per brew step on ``budget`` poisons vs per training batch, timed back to back on an untrained
     model (cost does not depend on the weights); the implied brew cost in training epochs."""
     from unpoison.attacks.witches_brew import brew_restart, target_gradient
@@ -134,13 +153,26 @@ def step_cost(spec: dict, data: ImageData, recipe: TrainRecipe, params: dict, de
     y = data.y_train[: params["budget"]].to(device)
     grads = [target_gradient(net, to_float(data.x_test[:1].to(device)), 0)]
     start = time.perf_counter()
-    brew_restart([net], grads, x, y, params["eps"], steps, params["lr"], params["batch_size"], recipe.crop_padding,
-                 recipe.flip, torch.Generator().manual_seed(0))
+    brew_restart(
+        [net],
+        grads,
+        x,
+        y,
+        params["eps"],
+        steps,
+        params["lr"],
+        params["batch_size"],
+        recipe.crop_padding,
+        recipe.flip,
+        torch.Generator().manual_seed(0),
+    )
     per_step = (time.perf_counter() - start) / steps
     total = per_step * params["steps"] * params["restarts"] * params["ensemble"]
-    return (f"training batch {per_batch:.3f} s (epoch ≈ {epoch:.1f} s); brew step on {params['budget']} poisons "
-            f"{per_step:.3f} s = {per_step / epoch:.3f} epochs; {params['steps']} steps × {params['restarts']} restarts "
-            f"× {params['ensemble']} models ≈ {total / epoch:.1f} training epochs")
+    return (
+        f"training batch {per_batch:.3f} s (epoch ≈ {epoch:.1f} s); brew step on {params['budget']} poisons "
+        f"{per_step:.3f} s = {per_step / epoch:.3f} epochs; {params['steps']} steps × {params['restarts']} restarts "
+        f"× {params['ensemble']} models ≈ {total / epoch:.1f} training epochs"
+    )
 
 
 def main() -> None:
@@ -187,28 +219,49 @@ def main() -> None:
         start = time.perf_counter()
         if args.control:  # the same target and class, victim trained on the CLEAN set (no poisons)
             target, adv_class = attack.choose_target(net, data, attack.rng(seed), device)
-            truth = {"target_index": target, "target_class": int(data.y_test[target]), "adversarial_class": adv_class,
-                     "final_alignment_loss": [float("nan")], "chosen_restart": 0}
+            truth = {
+                "target_index": target,
+                "target_class": int(data.y_test[target]),
+                "adversarial_class": adv_class,
+                "final_alignment_loss": [float("nan")],
+                "chosen_restart": 0,
+            }
             result = PoisonResult(data.x_train, data.y_train, truth, {"perturbation": torch.zeros(1).numpy()})
         else:
             result = attack.poison(data, seed, CleanModel(net, spec, recipe, device))
         brew_s = time.perf_counter() - start
         t = result.truth
-        print(f"seed {seed}: clean acc {clean_acc:.3f}, epoch {epoch_s:.1f} s; brewed in {brew_s:.0f} s "
-              f"({brew_s / epoch_s:.1f} epochs), final alignment loss {t['final_alignment_loss']}", flush=True)
+        print(
+            f"seed {seed}: clean acc {clean_acc:.3f}, epoch {epoch_s:.1f} s; brewed in {brew_s:.0f} s "
+            f"({brew_s / epoch_s:.1f} epochs), final alignment loss {t['final_alignment_loss']}",
+            flush=True,
+        )
         victim, victim_s = train_fresh(spec, result.x_train, result.y_train, recipe, seed, "train", device)
         x_t, _, adv = attack.affected_test(data, t)
         with torch.no_grad():
             prob = torch.softmax(victim.eval()(to_float(x_t.to(device))), 1)[0].cpu()
         row = {
-            "label": args.label, "dataset": args.dataset, "seed": seed, "clean_seed": cseed, "params": params,
-            "epochs": recipe.epochs, "target_index": t["target_index"], "target_class": t["target_class"],
-            "adversarial_class": t["adversarial_class"], "victim_pred": int(prob.argmax()),
-            "flipped": bool(int(prob.argmax()) == int(adv[0])), "p_adv": float(prob[int(adv[0])]),
-            "p_true": float(prob[t["target_class"]]), "final_alignment_loss": t["final_alignment_loss"],
-            "chosen_restart": t["chosen_restart"], "clean_acc": clean_acc,
-            "victim_acc": accuracy(victim, data.x_test, data.y_test, device), "brew_seconds": brew_s,
-            "epoch_seconds": epoch_s, "brew_epochs": brew_s / epoch_s, "victim_seconds": victim_s,
+            "label": args.label,
+            "dataset": args.dataset,
+            "seed": seed,
+            "clean_seed": cseed,
+            "params": params,
+            "epochs": recipe.epochs,
+            "target_index": t["target_index"],
+            "target_class": t["target_class"],
+            "adversarial_class": t["adversarial_class"],
+            "victim_pred": int(prob.argmax()),
+            "flipped": bool(int(prob.argmax()) == int(adv[0])),
+            "p_adv": float(prob[int(adv[0])]),
+            "p_true": float(prob[t["target_class"]]),
+            "final_alignment_loss": t["final_alignment_loss"],
+            "chosen_restart": t["chosen_restart"],
+            "clean_acc": clean_acc,
+            "victim_acc": accuracy(victim, data.x_test, data.y_test, device),
+            "brew_seconds": brew_s,
+            "epoch_seconds": epoch_s,
+            "brew_epochs": brew_s / epoch_s,
+            "victim_seconds": victim_s,
             "max_change": int(abs(result.artifacts["perturbation"]).max()),
         }
         rows.append(row)
@@ -218,8 +271,10 @@ def main() -> None:
             fh.write(json.dumps(row) + "\n")
     flips = sum(r["flipped"] for r in rows)
     loss = [min(r["final_alignment_loss"]) for r in rows]
-    print(f"\n{args.label or args.dataset}: {flips}/{len(rows)} flipped; best alignment loss "
-          f"{min(loss):.3f}–{max(loss):.3f}; brew {sum(r['brew_epochs'] for r in rows) / len(rows):.1f} epochs per target")
+    print(
+        f"\n{args.label or args.dataset}: {flips}/{len(rows)} flipped; best alignment loss "
+        f"{min(loss):.3f}–{max(loss):.3f}; brew {sum(r['brew_epochs'] for r in rows) / len(rows):.1f} epochs per target"
+    )
 
 
 if __name__ == "__main__":

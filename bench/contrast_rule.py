@@ -40,11 +40,15 @@ def main(runs: list[str]) -> None:
     for run in map(Path, runs):
         for r in rows(run):
             table.setdefault(r["rule"], []).append(r)
-            print(f"{run}  {r['rule']:28s} flagged {r['n_flagged']:5d}  TPR {100 * r['tpr']:5.1f}  precision {100 * r['precision']:5.1f}")
+            print(
+                f"{run}  {r['rule']:28s} flagged {r['n_flagged']:5d}  TPR {100 * r['tpr']:5.1f}  precision {100 * r['precision']:5.1f}"
+            )
     print("\n| rule | flagged | TPR % | precision % |\n|---|---:|---:|---:|")
     for rule, rs in table.items():
         f, t, p = (np.array([r[k] for r in rs], dtype=float) for k in ("n_flagged", "tpr", "precision"))
-        print(f"| {rule} | {f.mean():.0f} | {100 * t.mean():.1f} ± {100 * t.std():.1f} | {100 * p.mean():.1f} ± {100 * p.std():.1f} |")
+        print(
+            f"| {rule} | {f.mean():.0f} | {100 * t.mean():.1f} ± {100 * t.std():.1f} | {100 * p.mean():.1f} ± {100 * p.std():.1f} |"
+        )
 
 
 if __name__ == "__main__":

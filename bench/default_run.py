@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from _common import ROOT, write_section
 
 TIME_COLUMNS = ("seconds", "cost_vs_eu")
@@ -37,8 +36,9 @@ def run(tree: Path, cores: int) -> dict[str, float]:
     """Wall seconds, jobs and child CPU seconds of one default run in ``tree``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores)], cwd=tree, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores)], cwd=tree, capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
@@ -54,8 +54,11 @@ def same_tables(a: Path, b: Path) -> list[str]:
     for f in sorted((a / "results/tables").glob("*.csv")):
         x, y = pd.read_csv(f), pd.read_csv(b / "results/tables" / f.name)
         cols = [c for c in x.columns if c in y.columns and not any(t in c for t in TIME_COLUMNS)]
-        keys = [c for c in ("dataset", "attack", "seed", "detector", "unlearner", "removed", "tau", "k", "threshold")
-                if c in cols]
+        keys = [
+            c
+            for c in ("dataset", "attack", "seed", "detector", "unlearner", "removed", "tau", "k", "threshold")
+            if c in cols
+        ]
         xs, ys = (t[cols].sort_values(keys).reset_index(drop=True) for t in (x, y))
         same = xs.shape == ys.shape and xs.equals(ys)
         lines.append(f"`{f.name}`: {'identical' if same else 'DIFFERENT'} on {len(cols)} shared columns")

@@ -20,20 +20,37 @@ from unpoison.status import State, read_status
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [ROOT / "tests/configs/tiny.yaml", ROOT / "tests/configs/attack_failure.yaml"]
-SMOOTH, BADNET, GAUSS = Path("results/digits/smooth/s3"), Path("results/digits/badnet/s3"), Path("results/digits/gaussian/s3")
+SMOOTH, BADNET, GAUSS = (
+    Path("results/digits/smooth/s3"),
+    Path("results/digits/badnet/s3"),
+    Path("results/digits/gaussian/s3"),
+)
 FAILED = "n/a (attack failed: only "
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", *map(str, CONFIGS), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        *map(str, CONFIGS),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
 
 
 def job_counts(output: str) -> dict[str, int]:
     table = output.split("Job stats:")[-1]
-    return {m.group(1): int(m.group(2)) for line in table.splitlines()
-            if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"}
+    return {
+        m.group(1): int(m.group(2))
+        for line in table.splitlines()
+        if (m := re.match(r"^(\w+)\s+(\d+)$", line.strip())) and m.group(1) != "total"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +64,11 @@ def run(tmp_path_factory):
 def test_the_failure_is_recorded_where_queries_are_chosen(run):
     q = torch.load(run / SMOOTH / "queries.pt", weights_only=True)
     status = read_status(run / SMOOTH / "queries.pt")
-    assert status.state is State.ATTACK_FAILED and status.reason.startswith("only ") and len(q["x"]) == len(q["labels"]) == 0
+    assert (
+        status.state is State.ATTACK_FAILED
+        and status.reason.startswith("only ")
+        and len(q["x"]) == len(q["labels"]) == 0
+    )
     assert read_status(run / BADNET / "queries.pt").ok
     names = {p.name for p in (run / SMOOTH / "ekfac").iterdir()} - {".snakemake_timestamp"}
     assert names == {"SKIPPED.json"}  # no EK-FAC fit for a run whose attack failed
@@ -89,7 +110,9 @@ def test_gaussian_run_has_no_query_and_scores_the_oracles_unlearning(run):
     truth = json.loads((run / GAUSS / "truth.json").read_text())
     assert np.array_equal(np.load(run / GAUSS / "flagged/oracle_100.npy"), truth["poison_indices"])
     det = pd.read_csv(run / "results/tables/detection.csv").set_index(["attack", "detector"])
-    assert det.loc[("gaussian", "oracle_100"), "tpr"] == 1.0 and np.isnan(det.loc[("gaussian", "delta_influence"), "tpr"])
+    assert det.loc[("gaussian", "oracle_100"), "tpr"] == 1.0 and np.isnan(
+        det.loc[("gaussian", "delta_influence"), "tpr"]
+    )
     gus = pd.read_csv(run / "results/tables/gus.csv").set_index(["detector", "unlearner"])
     assert set(gus.index) >= {("—", "poisoned model"), ("oracle_100", "eu"), ("delta_influence", "eu")}
     assert gus.loc[("delta_influence", "eu"), "status"].startswith("n/a (no affected test point")
@@ -110,13 +133,20 @@ def test_summary_has_the_attack_success_column_and_the_reference_rows(run):
     assert defence[defence.attack == "smooth"].status.str.startswith(FAILED).all()
     ref = summary[(summary.detector == "—") & (summary.attack != "gaussian")].set_index(["attack", "unlearner"])
     assert set(ref.index) == {(a, m) for a in ("badnet", "smooth") for m in ("clean model", "poisoned model")}
-    assert ref.loc[("smooth", "poisoned model"), "attack_success"] == 0 and ref.loc[("badnet", "poisoned model"), "attack_success"] == 1
+    assert (
+        ref.loc[("smooth", "poisoned model"), "attack_success"] == 0
+        and ref.loc[("badnet", "poisoned model"), "attack_success"] == 1
+    )
     assert ref.loc[("badnet", "clean model"), "clean_acc_mean"] > 0.9  # the clean model is a working classifier
     assert ref.loc[("badnet", "clean model"), "psr_mean"] < 0.2  # that never learnt the trigger
     md = (run / "results/tables/summary.md").read_text()
     assert "| attack ok |" in md and "| 0/1 |" in md and FAILED in md and "| clean model |" in md
-    for fig in ("digits_smooth_delta_influence_influence_collapse.png", "digits_badnet_delta_influence_influence_collapse.png",
-                "digits_smooth_psr_vs_accuracy.png", "digits_smooth_threshold_sweep.png"):
+    for fig in (
+        "digits_smooth_delta_influence_influence_collapse.png",
+        "digits_badnet_delta_influence_influence_collapse.png",
+        "digits_smooth_psr_vs_accuracy.png",
+        "digits_smooth_threshold_sweep.png",
+    ):
         assert (run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -139,8 +169,14 @@ def test_clean_model_and_smooth_artifacts(run):
 
 
 def test_changing_a_detector_setting_reruns_neither_the_clean_model_nor_poisoning(run):
-    proc = snakemake(run, "-n", "--cores", "1", "--config",
-                     "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}")
+    proc = snakemake(
+        run,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs.get("detect") == 3  # delta_influence of the three runs

@@ -8,7 +8,9 @@ from unpoison.data import DatasetInfo
 
 
 def test_badnet_poisons_only_victim_images_and_relabels_them(digits):
-    result = get_attack("badnet", {"count": 30, "pattern": "checkerboard", "size": 3, "value": 255, "margin": 0}).poison(digits, 5)
+    result = get_attack(
+        "badnet", {"count": 30, "pattern": "checkerboard", "size": 3, "value": 255, "margin": 0}
+    ).poison(digits, 5)
     t = result.truth
     idx = np.array(t["poison_indices"])
     assert t["victim"] != t["target"] and len(idx) == 30 and len(set(idx)) == 30

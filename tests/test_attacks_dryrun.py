@@ -18,11 +18,29 @@ NEW = ("blend", "wanet", "sig", "label_consistent")
 
 
 def test_dry_run_lists_a_poison_job_per_attack_and_the_clean_model_only_for_label_consistent(tmp_path):
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(TINY), "--cores", "1", "--config", f"attacks=[{','.join(NEW)}]", "unlearners=[none]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(TINY),
+        "--cores",
+        "1",
+        "--config",
+        f"attacks=[{','.join(NEW)}]",
+        "unlearners=[none]",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[-1], re.MULTILINE)}
+    jobs = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[-1], re.MULTILINE)
+    }
     assert jobs["poison_dataset"] == len(NEW) and jobs["train_clean"] == 1
     blocks = proc.stdout.split("\n\n")
     for attack in NEW:

@@ -46,7 +46,9 @@ def planted(digits, tmp_path_factory):
     poisoned = attack.poison(data, seed=0)
     torch.manual_seed(0)
     net = build_model("digits_cnn", 10, 1, {"width": WIDTH})
-    recipe = TrainRecipe(epochs=20, batch_size=32, lr=0.05, weight_decay=5e-3, milestones=[14], crop_padding=1, flip=False)
+    recipe = TrainRecipe(
+        epochs=20, batch_size=32, lr=0.05, weight_decay=5e-3, milestones=[14], crop_padding=1, flip=False
+    )
     train_model(net, poisoned.x_train, poisoned.y_train, recipe, seed=0, device=torch.device("cpu"))
     torch.save(net.state_dict(), root / "weights.pt")
     names = [f"{int(y)}/{i:04d}.png" for i, y in enumerate(poisoned.y_train)]
@@ -57,10 +59,20 @@ def planted(digits, tmp_path_factory):
         _png(queries["x"][j], root / f"query{j}.png")
     target = poisoned.truth["target"]
     config = {
-        "arch": "digits_cnn", "model_option": {"width": WIDTH}, "weights": str(root / "weights.pt"),
-        "train": str(root / "train"), "n_b": N_B, "seed": 0, "device": "cpu", "sheet_size": 16,
+        "arch": "digits_cnn",
+        "model_option": {"width": WIDTH},
+        "weights": str(root / "weights.pt"),
+        "train": str(root / "train"),
+        "n_b": N_B,
+        "seed": 0,
+        "device": "cpu",
+        "sheet_size": 16,
         # one label omitted (the model's prediction), one as an index, one as a class name
-        "query": [str(root / "query0.png"), f"{root / 'query1.png'}:{target}", f"{root / 'query2.png'}:{digits.classes[target]}"]
+        "query": [
+            str(root / "query0.png"),
+            f"{root / 'query1.png'}:{target}",
+            f"{root / 'query2.png'}:{digits.classes[target]}",
+        ]
         + [str(root / f"query{j}.png") for j in range(3, N_QUERIES)],
     }
     (root / "audit.yaml").write_text(yaml.safe_dump(config))
@@ -123,8 +135,20 @@ def test_npz_reads_like_the_image_folder(planted, tmp_path):
 
 def _run(planted, capsys, *extra, query=None, weights=None, arch="digits_cnn", train=None):
     root = planted["root"]
-    argv = ["--arch", arch, "--weights", str(weights or root / "weights.pt"), "--train", str(train or root / "train"),
-            "--query", str(query or root / "query0.png"), "--out", str(root / "bad"), "--device", "cpu"]
+    argv = [
+        "--arch",
+        arch,
+        "--weights",
+        str(weights or root / "weights.pt"),
+        "--train",
+        str(train or root / "train"),
+        "--query",
+        str(query or root / "query0.png"),
+        "--out",
+        str(root / "bad"),
+        "--device",
+        "cpu",
+    ]
     argv += ["--model-option", f"width={WIDTH}"] if arch == "digits_cnn" else []
     argv += extra  # later options win
     assert main(argv) == 2
@@ -168,7 +192,10 @@ def test_query_size_channel_and_label(planted, capsys, tmp_path):
     _png(torch.zeros(1, 16, 16, dtype=torch.uint8), tmp_path / "big.png")
     err = _run(planted, capsys, query=tmp_path / "big.png")
     assert "is 16×16 pixels (H×W) but the training images are 8×8" in err and "resize/crop it to 8×8" in err
-    _png(torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)), tmp_path / "rgb.png")
+    _png(
+        torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)),
+        tmp_path / "rgb.png",
+    )
     err = _run(planted, capsys, query=tmp_path / "rgb.png")
     assert "colour (3-channel) image but the training images are grayscale" in err and "convert('L')" in err
     query = planted["root"] / "query0.png"

@@ -26,7 +26,7 @@ from unpoison.influence import build_probe_set
 
 N, N_B, MODULE = 64, 3, "audit_user_models"
 
-USER_CODE = '''
+USER_CODE = """
 import torch
 from torch import nn
 
@@ -72,7 +72,7 @@ NOT_A_MODEL = 3
 
 def returns_dict():
     return {"a": 1}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +104,25 @@ def user(digits, tmp_path_factory):
 
 def _argv(user, arch, *extra, out="out"):
     root = user["root"]
-    return ["--arch", arch, "--weights", str(root / "w.pt"), "--train", str(root / "train.npz"), "--query",
-            str(root / "q.png"), "--out", str(root / out), "--n-b", str(N_B), "--device", "cpu", "--sheet-size", "4",
-            *extra]
+    return [
+        "--arch",
+        arch,
+        "--weights",
+        str(root / "w.pt"),
+        "--train",
+        str(root / "train.npz"),
+        "--query",
+        str(root / "q.png"),
+        "--out",
+        str(root / out),
+        "--n-b",
+        str(N_B),
+        "--device",
+        "cpu",
+        "--sheet-size",
+        "4",
+        *extra,
+    ]
 
 
 class FloatDataset(torch.utils.data.Dataset):
@@ -136,10 +152,24 @@ def test_custom_class_cli_and_objects_agree(user, monkeypatch):
     settings = AuditSettings(n_b=N_B, device="cpu")
     before = {k: v.clone() for k, v in user["net"].state_dict().items()}
     # the same audit from objects: the model, (x, y) tensors and the query as a tensor; then a Dataset of floats
-    objects = audit(user["net"], (user["x"], user["y"]), [user["query"]], user["root"] / "o1", settings=settings,
-                    sheet_size=4, log=None)
-    floats = audit(user["net"], FloatDataset(user["x"], user["y"]), user["query"][None].float() / 255,
-                   user["root"] / "o2", settings=settings, sheet_size=4, log=None)
+    objects = audit(
+        user["net"],
+        (user["x"], user["y"]),
+        [user["query"]],
+        user["root"] / "o1",
+        settings=settings,
+        sheet_size=4,
+        log=None,
+    )
+    floats = audit(
+        user["net"],
+        FloatDataset(user["x"], user["y"]),
+        user["query"][None].float() / 255,
+        user["root"] / "o2",
+        settings=settings,
+        sheet_size=4,
+        log=None,
+    )
     assert torch.allclose(objects.scores, cli, rtol=1e-5, atol=1e-4)
     assert torch.allclose(floats.scores, cli, rtol=1e-4, atol=1e-3)
     assert np.array_equal(objects.flagged, np.load(out / "flagged.npy"))
@@ -156,16 +186,19 @@ def test_file_path_and_factory_build_the_same_model(user):
         assert torch.equal(model(sample), user["net"](sample)) and info.family == "import"
 
 
-@pytest.mark.parametrize("arch, extra, message", [
-    ("nosuch_pkg_q.models:Net", [], "module 'nosuch_pkg_q.models' not found"),
-    (f"{MODULE}:Nope", [], "has no attribute 'Nope'. It defines these model classes and functions: ['GradFails'"),
-    (f"{MODULE}:SmallNet", ["--model-option", "depth=2"], "failed with TypeError"),
-    (f"{MODULE}:NOT_A_MODEL", [], "is a int, not a class or function"),
-    (f"{MODULE}:returns_dict", [], "returned a dict, not a torch.nn.Module"),
-    ("missing/net.py:Net", [], "file 'missing/net.py' not found"),
-    (f"{MODULE}:", [], "expected MODULE:NAME"),
-    (f"{MODULE}:NoLayers", ["no weights"], "no nn.Linear or nn.Conv2d module"),
-])
+@pytest.mark.parametrize(
+    "arch, extra, message",
+    [
+        ("nosuch_pkg_q.models:Net", [], "module 'nosuch_pkg_q.models' not found"),
+        (f"{MODULE}:Nope", [], "has no attribute 'Nope'. It defines these model classes and functions: ['GradFails'"),
+        (f"{MODULE}:SmallNet", ["--model-option", "depth=2"], "failed with TypeError"),
+        (f"{MODULE}:NOT_A_MODEL", [], "is a int, not a class or function"),
+        (f"{MODULE}:returns_dict", [], "returned a dict, not a torch.nn.Module"),
+        ("missing/net.py:Net", [], "file 'missing/net.py' not found"),
+        (f"{MODULE}:", [], "expected MODULE:NAME"),
+        (f"{MODULE}:NoLayers", ["no weights"], "no nn.Linear or nn.Conv2d module"),
+    ],
+)
 def test_bad_import_paths_name_the_fix(user, monkeypatch, capsys, arch, extra, message):
     monkeypatch.chdir(user["root"])
     argv = _argv(user, arch, *extra, out="bad")
@@ -271,6 +304,8 @@ def test_an_influence_stage_error_keeps_its_stage_module_and_hint(tmp_path):
                 raise InfluenceStageError("eigendecomposition", err, module="net.layer4.0.conv2") from err
     error = caught.value
     assert (error.stage, error.module) == ("factors: eigendecomposition", "net.layer4.0.conv2")
-    assert str(error).startswith("stage 'factors: eigendecomposition', module 'net.layer4.0.conv2' failed with "
-                                 "ValueError: not positive definite. Try: the layer's covariance")
+    assert str(error).startswith(
+        "stage 'factors: eigendecomposition', module 'net.layer4.0.conv2' failed with "
+        "ValueError: not positive definite. Try: the layer's covariance"
+    )
     assert "ValueError: not positive definite" in (tmp_path / "audit.log").read_text()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,7 +62,7 @@ def test_the_library_has_no_import_cycle():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -75,11 +77,21 @@ def test_every_rule_script_and_stage_function_carry_the_rule_name():
     """rules/X.smk rule `r` → workflow_scripts/r.py → unpoison.stages.X.r, called through run_step."""
     rules = {}
     for smk in sorted((ROOT / "rules").glob("*.smk")):
-        for name, script in re.findall(r"^rule (\w+):.*?script:\s*\n\s*\"\.\./workflow_scripts/(\w+)\.py\"", smk.read_text(),
-                                       flags=re.S | re.M):
+        for name, script in re.findall(
+            r"^rule (\w+):.*?script:\s*\n\s*\"\.\./workflow_scripts/(\w+)\.py\"", smk.read_text(), flags=re.S | re.M
+        ):
             rules[name] = (smk.stem, script)
     assert len(rules) >= 20
     for rule, (stage_module, script) in rules.items():
         assert script == rule, f"rule {rule} runs workflow_scripts/{script}.py"
         text = (ROOT / "workflow_scripts" / f"{script}.py").read_text()
-        assert f"from unpoison.stages.{stage_module} import {rule}\n" in text and f"run_step(snakemake, {rule})" in text, rule
+        assert (
+            f"from unpoison.stages.{stage_module} import {rule}\n" in text and f"run_step(snakemake, {rule})" in text
+        ), rule
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_passes(command):
+    """ruff (settings in pyproject.toml) on the whole repository: `ruff check --fix . && ruff format .` fixes most."""
+    done = subprocess.run([sys.executable, "-m", "ruff", *command, str(ROOT)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -30,8 +30,14 @@ def test_default_config_is_valid():
 
 
 def test_every_shipped_config_is_valid():
-    for extra in ("tests/configs/tiny.yaml", "experiments/cifar10-cpu.yaml", "experiments/paper.yaml", "experiments/points.yaml",
-                  "experiments/digits-unlearners.yaml", "experiments/ssd-grid.yaml"):
+    for extra in (
+        "tests/configs/tiny.yaml",
+        "experiments/cifar10-cpu.yaml",
+        "experiments/paper.yaml",
+        "experiments/points.yaml",
+        "experiments/digits-unlearners.yaml",
+        "experiments/ssd-grid.yaml",
+    ):
         cfg = copy.deepcopy(DEFAULT)
         _merge(cfg, yaml.safe_load((ROOT / extra).read_text()))
         validate_config(cfg, check_data=False)  # the data of the CPU/GPU experiments are not needed by the tests
@@ -53,10 +59,10 @@ def _schema_keys(*path):
 
 
 def test_schema_sections_list_exactly_the_settings_classes_fields():
+    from unpoison.data import SOURCES
     from unpoison.influence import FactorSettings, ScoreSettings
     from unpoison.params import allowed_keys
     from unpoison.training import TrainRecipe
-    from unpoison.data import SOURCES
 
     assert _schema_keys("$defs", "train") == set(allowed_keys(TrainRecipe))
     assert _schema_keys("properties", "influence", "properties", "factors") == set(allowed_keys(FactorSettings))
@@ -103,8 +109,20 @@ def _model_part():
 
 def _dry_run(tmp_path, *args):
     return subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), *args],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -132,6 +150,11 @@ def test_cli_strings_get_their_yaml_types_back():
 @pytest.mark.parametrize("source", ["cifar10", "cifar100", "imagenette"])
 def test_missing_torchvision_dataset_without_download_fails_naming_path_and_key(tmp_path, source):
     cfg = _cfg(datasets=["real"])
-    cfg["dataset_settings"]["real"] = {**_model_part(), "source": source, "root": str(tmp_path / "nowhere"), "download": False}
+    cfg["dataset_settings"]["real"] = {
+        **_model_part(),
+        "source": source,
+        "root": str(tmp_path / "nowhere"),
+        "download": False,
+    }
     with pytest.raises(ConfigError, match=rf"dataset_settings.real: .*{tmp_path}/nowhere.*download: true"):
         validate_config(cfg)

@@ -67,7 +67,9 @@ def test_threshold_from_controls_drops_the_clean_points_that_tau_zero_flags():
     controls = torch.cat([_synthetic(n, n_b, np.array([], dtype=int), mild=0.2, gen=gen) for _ in range(5)])
     det = get_detector("delta_influence_controls", {"alpha": 0.01, "k": 1})
     flagged = det.detect(DetectorInputs(scores={"both": {"scores": query}, "controls_both": {"scores": controls}}))
-    paper = get_detector("delta_influence", {"tau": 0.0, "k": 1}).detect(DetectorInputs(scores={"both": {"scores": query}}))
+    paper = get_detector("delta_influence", {"tau": 0.0, "k": 1}).detect(
+        DetectorInputs(scores={"both": {"scores": query}})
+    )
     tp = np.intersect1d(flagged, poisons)
     assert len(tp) == len(poisons) and len(flagged) - len(tp) <= 0.03 * n  # every poison; about alpha of the clean
     paper_precision = len(np.intersect1d(paper, poisons)) / len(paper)
@@ -112,10 +114,12 @@ def test_contrast_drops_the_points_that_also_collapse_for_same_class_controls():
     (clean supporters of the class); the rest never collapse. The contrast keeps 0–9; a larger
     max_control_fraction keeps poison 5, which also collapses for two of the six controls."""
     n, n_b, c = 200, 10, 6
+
     def scores(collapsing: np.ndarray, q: int) -> torch.Tensor:
         s = torch.ones(q, 1 + n_b, n)
         s[:, 1:, collapsing] = -1.0  # Δ = −2 < 0 under every transform
         return s
+
     query = scores(np.arange(40), 1)
     controls = scores(np.arange(10, 40), c)
     controls[:2, 1:, 5] = -1.0  # poison 5 also collapses for two controls

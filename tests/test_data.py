@@ -49,7 +49,13 @@ def test_npz_missing_array_is_named(tmp_path, write_npz):
 
 def test_npz_rejects_float_images(tmp_path):
     path = tmp_path / "f.npz"
-    np.savez(path, x_train=np.zeros((2, 4, 4, 3), np.float32), y_train=np.zeros(2), x_test=np.zeros((1, 4, 4, 3), np.float32), y_test=np.zeros(1))
+    np.savez(
+        path,
+        x_train=np.zeros((2, 4, 4, 3), np.float32),
+        y_train=np.zeros(2),
+        x_test=np.zeros((1, 4, 4, 3), np.float32),
+        y_test=np.zeros(1),
+    )
     with pytest.raises(DatasetError, match="uint8"):
         load_dataset({"source": "npz", "path": str(path)})
 

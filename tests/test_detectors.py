@@ -12,10 +12,10 @@ def _scores():
     base = torch.tensor([10.0, 10.0, -1.0, 5.0])
     transformed = torch.tensor(
         [
-            [1.0, 1.0, 1.0, 1.0],   # point 0 collapses under all 4 → flagged
+            [1.0, 1.0, 1.0, 1.0],  # point 0 collapses under all 4 → flagged
             [2.0, 20.0, 2.0, 2.0],  # point 1 collapses under 3 of 4 → flagged only when k ≥ 1
-            [0.0, 0.0, 0.0, 0.0],   # point 2 rises (base negative) → never flagged with tau = 0
-            [6.0, 6.0, 6.0, 0.0],   # point 3 collapses once
+            [0.0, 0.0, 0.0, 0.0],  # point 2 rises (base negative) → never flagged with tau = 0
+            [6.0, 6.0, 6.0, 0.0],  # point 3 collapses once
         ]
     ).T  # (n_b, N)
     return torch.cat([base[None], transformed])[None]
@@ -73,8 +73,9 @@ def _planted_features(n_clean=180, n_planted=20, dim=16, seed=0):
     feats.append(rng.normal(means[0], 1.0, (n_planted, dim)))
     labels.append(np.full(n_planted, 1))
     planted = np.arange(3 * n_clean, 3 * n_clean + n_planted)
-    inputs = DetectorInputs(features=torch.tensor(np.concatenate(feats), dtype=torch.float32),
-                            y_train=torch.tensor(np.concatenate(labels)))
+    inputs = DetectorInputs(
+        features=torch.tensor(np.concatenate(feats), dtype=torch.float32), y_train=torch.tensor(np.concatenate(labels))
+    )
     return inputs, planted
 
 
@@ -115,7 +116,11 @@ def test_spectral_signatures_flags_ceil_of_one_and_a_half_eps_per_label():
     inputs = DetectorInputs(features=torch.tensor(rng.normal(size=(600, 8))), y_train=torch.tensor(labels))
     flagged = get_detector("spectral_signatures", {"eps": 0.1}).detect(inputs)
     assert np.bincount(labels[flagged]).tolist() == [30, 30, 30]
-    assert np.bincount(labels[get_detector("spectral_signatures", {"eps": 0.05}).detect(inputs)]).tolist() == [15, 15, 15]
+    assert np.bincount(labels[get_detector("spectral_signatures", {"eps": 0.05}).detect(inputs)]).tolist() == [
+        15,
+        15,
+        15,
+    ]
 
 
 def test_feature_detectors_refuse_nan_features():
@@ -130,7 +135,11 @@ def test_detectors_declare_what_they_read_from_the_one_table_of_input_kinds():
     from unpoison.detectors import DETECTORS
     from unpoison.detectors.inputs import INPUT_KINDS
 
-    assert set(DETECTORS["activation_clustering"].reads) == set(DETECTORS["spectral_signatures"].reads) == {"features", "poisoned"}
+    assert (
+        set(DETECTORS["activation_clustering"].reads)
+        == set(DETECTORS["spectral_signatures"].reads)
+        == {"features", "poisoned"}
+    )
     assert DETECTORS["activation_clustering"].probe is None and not DETECTORS["activation_clustering"].reads_query()
     freq = DETECTORS["frequency"]
     assert set(freq.reads) == {"dataset_model", "poisoned"} and freq.probe is None
@@ -155,8 +164,9 @@ def test_sweep_rows_equal_what_the_detectors_flag():
     poisons = list(range(20))
     grid = SweepGrid(taus=[0.0, -1.0, -5.0], ks=[0, 1, 8], thresholds=[0.0, 40.0], n_points=2)
     scores = {"both": {"scores": both}, "base": {"scores": base}}
-    rows = (sweep_detector("delta_influence", "delta_influence", {"tau": 0.0, "k": 1, "n_points": None}, scores, poisons, grid)
-            + sweep_detector("ekfac", "ekfac", {"threshold": 0.0, "n_points": None}, scores, poisons, grid))
+    rows = sweep_detector(
+        "delta_influence", "delta_influence", {"tau": 0.0, "k": 1, "n_points": None}, scores, poisons, grid
+    ) + sweep_detector("ekfac", "ekfac", {"threshold": 0.0, "n_points": None}, scores, poisons, grid)
     assert len(rows) == 3 * 2 + 2  # k = 8 = n_b is not a valid k and is skipped
     inputs = DetectorInputs(scores={"both": {"scores": both}, "base": {"scores": base}})
     for r in rows:
@@ -214,10 +224,22 @@ def test_the_detect_stage_refuses_truth_for_other_detectors(tmp_path):
     truth.write_text('{"poison_indices": [1, 2, 3, 4]}')
     queries = str(tmp_path / "queries.pt")  # no meta file: the run's status is ok
     with pytest.raises(ValueError, match="does not read `truth`"):
-        detect(method="ekfac", settings={"threshold": 0.0, "n_points": None}, seed=0, queries=queries,
-               flagged=str(tmp_path / "f.npy"), truth=str(truth))
-    detect(method="oracle", settings={"fraction": 0.5}, seed=0, queries=queries, flagged=str(tmp_path / "o.npy"),
-           truth=str(truth))
+        detect(
+            method="ekfac",
+            settings={"threshold": 0.0, "n_points": None},
+            seed=0,
+            queries=queries,
+            flagged=str(tmp_path / "f.npy"),
+            truth=str(truth),
+        )
+    detect(
+        method="oracle",
+        settings={"fraction": 0.5},
+        seed=0,
+        queries=queries,
+        flagged=str(tmp_path / "o.npy"),
+        truth=str(truth),
+    )
     assert len(np.load(tmp_path / "o.npy")) == 2
 
 
@@ -229,11 +251,22 @@ def test_a_detector_asking_for_more_points_than_the_attack_gives_is_not_applicab
     from unpoison.status import State, read_status
 
     save_torch({"scores": torch.zeros(1, 7, 30), "labels": torch.zeros(1, 7, dtype=torch.int64)}, tmp_path / "both.pt")
-    save_torch({"x": torch.zeros(1, 1, 8, 8, dtype=torch.uint8), "labels": torch.zeros(1, dtype=torch.int64),
-                "test_index": torch.zeros(1, dtype=torch.int64)}, tmp_path / "queries.pt")
+    save_torch(
+        {
+            "x": torch.zeros(1, 1, 8, 8, dtype=torch.uint8),
+            "labels": torch.zeros(1, dtype=torch.int64),
+            "test_index": torch.zeros(1, dtype=torch.int64),
+        },
+        tmp_path / "queries.pt",
+    )
     out = tmp_path / "flagged.npy"
-    args = {"method": "delta_influence", "seed": 0, "queries": str(tmp_path / "queries.pt"), "flagged": str(out),
-            "scores_both": str(tmp_path / "both.pt")}
+    args = {
+        "method": "delta_influence",
+        "seed": 0,
+        "queries": str(tmp_path / "queries.pt"),
+        "flagged": str(out),
+        "scores_both": str(tmp_path / "both.pt"),
+    }
     detect(settings={"tau": 0.0, "k": 1, "n_points": 5}, **args)
     assert np.load(out).size == 0
     status = read_status(out)

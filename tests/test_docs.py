@@ -50,8 +50,9 @@ def anchors(page: Path) -> set[str]:
     """Every heading anchor of a page (a repeated heading gets -1, -2, ... as on GitHub)."""
     seen: dict[str, int] = {}
     out = set()
-    for heading in re.findall(r"^#{1,6} +(.+?) *#*$", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M),
-                              flags=re.M):
+    for heading in re.findall(
+        r"^#{1,6} +(.+?) *#*$", re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M), flags=re.M
+    ):
         base = slug(heading)
         n = seen.get(base, 0)
         seen[base] = n + 1
@@ -82,19 +83,38 @@ def test_every_relative_link_resolves(page):
 
 def test_the_link_checker_finds_headings_and_broken_links(tmp_path):
     page = tmp_path / "a.md"
-    page.write_text("# Results of the `default` run (2026)\n## Δ-Influence: 1/5/10 points\n## Again\n## Again\n"
-                    "[ok](#results-of-the-default-run-2026) [ok](#δ-influence-1510-points) [ok](#again-1) "
-                    "[missing](b.md) [web](https://example.org) `[code](c.md)`\n")
+    page.write_text(
+        "# Results of the `default` run (2026)\n## Δ-Influence: 1/5/10 points\n## Again\n## Again\n"
+        "[ok](#results-of-the-default-run-2026) [ok](#δ-influence-1510-points) [ok](#again-1) "
+        "[missing](b.md) [web](https://example.org) `[code](c.md)`\n"
+    )
     assert anchors(page) == {"results-of-the-default-run-2026", "δ-influence-1510-points", "again", "again-1"}
     assert links(page) == ["#results-of-the-default-run-2026", "#δ-influence-1510-points", "#again-1", "b.md"]
 
 
 # ---- snakemake commands in ```bash blocks ------------------------------------------------------------------------
 
-ONE_VALUE = {"--cores", "-c", "--jobs", "-j", "--report", "--profile", "--slurm-status-command",
-             "--slurm-init-seconds-before-status-checks", "--directory", "-d"}
-MANY_VALUES = {"--configfile": "configfiles", "--configfiles": "configfiles", "--config": "config", "-C": "config",
-               "--resources": "other", "--set-resources": "other", "--default-resources": "other"}
+ONE_VALUE = {
+    "--cores",
+    "-c",
+    "--jobs",
+    "-j",
+    "--report",
+    "--profile",
+    "--slurm-status-command",
+    "--slurm-init-seconds-before-status-checks",
+    "--directory",
+    "-d",
+}
+MANY_VALUES = {
+    "--configfile": "configfiles",
+    "--configfiles": "configfiles",
+    "--config": "config",
+    "-C": "config",
+    "--resources": "other",
+    "--set-resources": "other",
+    "--default-resources": "other",
+}
 
 
 def shell_commands(block: str) -> list[list[str]]:
@@ -184,8 +204,9 @@ def plan(spec: dict) -> None:
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(
             resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[ROOT / f for f in spec["configfiles"]],
-                                           config=parse_config(spec["config"])),
+            config_settings=ConfigSettings(
+                configfiles=[ROOT / f for f in spec["configfiles"]], config=parse_config(spec["config"])
+            ),
             storage_settings=StorageSettings(),
             workdir=ROOT,
             snakefile=ROOT / "Snakefile",
@@ -226,17 +247,29 @@ def test_the_docs_show_the_commands_that_matter():
 def test_a_documented_profile_command_plans_on_the_command_line():
     """`snakemake -n` with the first documented `--profile` command (a subprocess: ~10 s)."""
     where, spec = next((w, s) for w, s in COMMANDS.values() if s["profile"])
-    args = ["--profile", spec["profile"], *(["--configfile", *spec["configfiles"]] if spec["configfiles"] else []),
-            *(["--config", *spec["config"]] if spec["config"] else [])]
+    args = [
+        "--profile",
+        spec["profile"],
+        *(["--configfile", *spec["configfiles"]] if spec["configfiles"] else []),
+        *(["--config", *spec["config"]] if spec["config"] else []),
+    ]
     env = {**os.environ, **spec["env"], "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "all", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--quiet", "all", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"{where}: snakemake -n {' '.join(args)} failed:\n{done.stderr[-3000:]}"
 
 
 def test_the_command_parser_reads_what_the_docs_write():
-    block = ("SBATCH_PARTITION=gpu snakemake --profile profiles/slurm --configfile a.yaml b.yaml \\\n"
-             "  --config 'seeds=[7]' x=1 --cores all results/t.csv  # comment\npip install -e . && snakemake -n\n")
+    block = (
+        "SBATCH_PARTITION=gpu snakemake --profile profiles/slurm --configfile a.yaml b.yaml \\\n"
+        "  --config 'seeds=[7]' x=1 --cores all results/t.csv  # comment\npip install -e . && snakemake -n\n"
+    )
     specs = [parse_snakemake(t) for t in shell_commands(block)]
     assert specs[1] is None and specs[2]["configfiles"] == []
     assert specs[0]["env"] == {"SBATCH_PARTITION": "gpu"} and specs[0]["profile"] == "profiles/slurm"
@@ -252,7 +285,8 @@ def test_the_configuration_page_is_generated_from_the_schema_and_the_methods():
 
     expected = config_docs.render()
     assert (ROOT / "docs" / "configuration.md").read_text() == expected, (
-        "docs/configuration.md is stale: run python -m unpoison.config_docs --write")
+        "docs/configuration.md is stale: run python -m unpoison.config_docs --write"
+    )
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     for key in schema["properties"]:
         assert f"`{key}" in expected, key

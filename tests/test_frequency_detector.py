@@ -64,8 +64,11 @@ def test_frequency_detector_flags_patched_images_of_a_set_it_never_trained_on(fr
     net, _ = freqdef
     x = digits.x_test[:200]
     patched = apply_patch(x[:40], "checkerboard", size=3, value=255, margin=0)  # the default digits attack
-    inputs = DetectorInputs(x_train=torch.cat([patched, x[40:]]), y_train=digits.y_test[:200],
-                            dataset_model=frequency_checkpoint(net, (1, 8, 8)))
+    inputs = DetectorInputs(
+        x_train=torch.cat([patched, x[40:]]),
+        y_train=digits.y_test[:200],
+        dataset_model=frequency_checkpoint(net, (1, 8, 8)),
+    )
     flagged = get_detector("frequency").detect(inputs)
     tpr = np.isin(np.arange(40), flagged).mean()
     fpr = np.isin(np.arange(40, 200), flagged).mean()
@@ -76,6 +79,8 @@ def test_frequency_detector_flags_patched_images_of_a_set_it_never_trained_on(fr
 
 def test_frequency_detector_refuses_images_of_another_shape(freqdef):
     net, _ = freqdef
-    inputs = DetectorInputs(x_train=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), dataset_model=frequency_checkpoint(net, (1, 8, 8)))
+    inputs = DetectorInputs(
+        x_train=torch.zeros(4, 3, 8, 8, dtype=torch.uint8), dataset_model=frequency_checkpoint(net, (1, 8, 8))
+    )
     with pytest.raises(ValueError, match=r"trained on \[1, 8, 8\] images"):
         get_detector("frequency").detect(inputs)

@@ -5,9 +5,16 @@ import pytest
 import torch
 
 from unpoison.attacks import get_attack
-from unpoison.gus import channel_moments, noisy_pixels
 from unpoison.data import DatasetInfo
-from unpoison.gus import gaussian_unlearning_score, gus_summary, input_gradients, null_draws, score_perturbations
+from unpoison.gus import (
+    channel_moments,
+    gaussian_unlearning_score,
+    gus_summary,
+    input_gradients,
+    noisy_pixels,
+    null_draws,
+    score_perturbations,
+)
 from unpoison.queries import select_queries
 from unpoison.status import State
 
@@ -63,7 +70,9 @@ def test_null_calibration_on_a_model_that_never_saw_the_noise(digits, tiny_train
     model = tiny_trained[0]
     idx = torch.arange(600)
     clean, y = digits.x_train[idx], digits.y_train[idx]
-    noisy = noisy_pixels(clean, torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64), 0.25)
+    noisy = noisy_pixels(
+        clean, torch.randn(clean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64), 0.25
+    )
     out = gaussian_unlearning_score(model, clean, noisy, y, 0.25, CPU, seed=0, n_null=2)
     values = np.asarray(out["gus_values"])
     assert len(values) == 600

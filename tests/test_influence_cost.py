@@ -85,8 +85,14 @@ def test_auto_settings_are_checked_and_resolved_by_the_fit(tmp_path):
     with pytest.raises(ValueError, match="resolve the 'auto' caps"):
         FactorSettings(lambda_max_examples="auto").arguments()
     lines = []
-    report = fit_factors(Net(), _data(40), tmp_path / "f", FactorSettings(batch_size=8, lambda_max_examples="auto"),
-                         DEV, log=lines.append)
+    report = fit_factors(
+        Net(),
+        _data(40),
+        tmp_path / "f",
+        FactorSettings(batch_size=8, lambda_max_examples="auto"),
+        DEV,
+        log=lines.append,
+    )
     assert report.settings["lambda_max_examples"] in (None, *range(1, 41))  # resolved, never 'auto'
     assert lines[0].startswith("EK-FAC cost estimate: 40 training images, 3 tracked layers")
     assert any(line.startswith("  lambda: ") and "epochs' worth" in line for line in lines)

@@ -29,8 +29,13 @@ def _plain_kronfluence(model, train, settings, seed, root):
     analyzer = make_analyzer(model, root, DEV, settings)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(plan.fisher_seed)
-        analyzer.fit_all_factors(FACTORS_NAME, plan.dataset, per_device_batch_size=settings.batch_size,
-                                 factor_args=settings.arguments(), overwrite_output_dir=True)
+        analyzer.fit_all_factors(
+            FACTORS_NAME,
+            plan.dataset,
+            per_device_batch_size=settings.batch_size,
+            factor_args=settings.arguments(),
+            overwrite_output_dir=True,
+        )
     return analyzer.factors_output_dir(FACTORS_NAME)
 
 
@@ -43,7 +48,9 @@ def test_fit_is_bit_identical_to_plain_kronfluence_where_eigh_works(digits, tmp_
     report = fit_factors(model, train, tmp_path / "ours", settings, DEV, seed=3, log=QUIET)
     plain = _tensors(_plain_kronfluence(model, train, settings, 3, tmp_path / "plain"))
     ours = _tensors(tmp_path / "ours")
-    assert sorted(ours) == sorted(plain) and len(ours) == 10  # 2 covariances + 2 counts, 4 eigendecomposition, lambda + count
+    assert (
+        sorted(ours) == sorted(plain) and len(ours) == 10
+    )  # 2 covariances + 2 counts, 4 eigendecomposition, lambda + count
     for name, tensors in plain.items():
         for module, t in tensors.items():
             assert torch.equal(ours[name][module], t), (name, module)
@@ -87,7 +94,9 @@ def test_robust_eigh_falls_back_to_scipy_when_jitter_does_not_help(monkeypatch):
 
 def test_a_nan_covariance_names_the_stage_and_module(monkeypatch):
     matrix = torch.full((3, 3), float("nan"), dtype=torch.float64)
-    with pytest.raises(InfluenceStageError, match=r"eigendecomposition stage failed in module 'layer4\.conv'.*NaN.*Try:"):
+    with pytest.raises(
+        InfluenceStageError, match=r"eigendecomposition stage failed in module 'layer4\.conv'.*NaN.*Try:"
+    ):
         robust_eigh(matrix, "layer4.conv")
 
 
@@ -114,16 +123,24 @@ def test_the_fit_survives_it_and_scores_are_finite(tmp_path):
     lines = []
     report = fit_factors(model, train, tmp_path / "f", FactorSettings(batch_size=512), DEV, log=lines.append)
     jitter = report.eigen["0"]["activation"].jitter
-    expected = f"0 activation covariance (800×800): eigh failed; succeeded with diagonal jitter {jitter:.3g} after 2 attempts"
+    expected = (
+        f"0 activation covariance (800×800): eigh failed; succeeded with diagonal jitter {jitter:.3g} after 2 attempts"
+    )
     assert report.helped() == [expected]
     assert any(line.startswith("eigendecomposition: 0 activation covariance (800×800) needed help") for line in lines)
     saved = json.loads((tmp_path / "f" / REPORT).read_text())["eigendecomposition"]
     assert saved["helped"] == ["0/activation"] and saved["modules"]["0"]["activation"]["attempts"] == 2
-    assert saved["modules"]["3"]["activation"] == {"size": 5, "attempts": 1, "jitter": 0.0, "solver": "eigh",
-                                                  "seconds": saved["modules"]["3"]["activation"]["seconds"],
-                                                  "helped": False}
-    scores = score_queries(model, tmp_path / "f", torch.utils.data.Subset(train, range(4)), train, ScoreSettings(), DEV,
-                           log=QUIET)
+    assert saved["modules"]["3"]["activation"] == {
+        "size": 5,
+        "attempts": 1,
+        "jitter": 0.0,
+        "solver": "eigh",
+        "seconds": saved["modules"]["3"]["activation"]["seconds"],
+        "helped": False,
+    }
+    scores = score_queries(
+        model, tmp_path / "f", torch.utils.data.Subset(train, range(4)), train, ScoreSettings(), DEV, log=QUIET
+    )
     assert scores.shape == (4, 512) and torch.isfinite(scores).all() and (scores.diagonal() > 0).all()
 
 
@@ -136,11 +153,14 @@ class Tiny(nn.Module):
         return self.net(x)
 
 
-@pytest.mark.parametrize("stage, method, hint", [
-    ("covariance", "fit_covariance_matrices", "factors.batch_size"),
-    ("lambda", "fit_lambda_matrices", "lambda_max_examples"),
-    ("scores", "compute_pairwise_scores", "scores.train_batch_size"),
-])
+@pytest.mark.parametrize(
+    "stage, method, hint",
+    [
+        ("covariance", "fit_covariance_matrices", "factors.batch_size"),
+        ("lambda", "fit_lambda_matrices", "lambda_max_examples"),
+        ("scores", "compute_pairwise_scores", "scores.train_batch_size"),
+    ],
+)
 def test_a_failure_inside_a_stage_names_the_stage_and_what_to_try(tmp_path, monkeypatch, stage, method, hint):
     from kronfluence.analyzer import Analyzer
 
@@ -152,8 +172,11 @@ def test_a_failure_inside_a_stage_names_the_stage_and_what_to_try(tmp_path, monk
         raise RuntimeError("out of memory on purpose")
 
     monkeypatch.setattr(Analyzer, method, fail)
-    with pytest.raises(InfluenceStageError, match=rf"EK-FAC {stage} stage failed: RuntimeError: out of memory on purpose\. "
-                                                 rf"Try: .*{hint}") as err:
+    with pytest.raises(
+        InfluenceStageError,
+        match=rf"EK-FAC {stage} stage failed: RuntimeError: out of memory on purpose\. "
+        rf"Try: .*{hint}",
+    ) as err:
         if stage == "scores":
             score_queries(Tiny(), tmp_path / "f", train, train, ScoreSettings(train_batch_size=16), DEV, log=QUIET)
         else:

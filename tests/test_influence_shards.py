@@ -38,7 +38,9 @@ def model_and_data(digits):
     x, y = digits.x_train[:240], digits.y_train[:240]
     torch.manual_seed(0)
     model = build_model("digits_cnn", 10, 1, {"width": 4})
-    train_model(model, x, y, TrainRecipe(epochs=3, batch_size=32, lr=0.05, milestones=[], crop_padding=0, flip=False), 0, DEV)
+    train_model(
+        model, x, y, TrainRecipe(epochs=3, batch_size=32, lr=0.05, milestones=[], crop_padding=0, flip=False), 0, DEV
+    )
     ps = build_probe_set(digits.x_test[:1], digits.y_test[:1], 10, n_b=6, seed=0, probes=("both",))
     return model.eval(), TensorDataset01(x, y), TensorDataset01(ps.images, ps.labels)
 
@@ -70,7 +72,10 @@ def test_three_shards_equal_one_job(model_and_data, tmp_path):
         one, sharded = load_file(str(tmp_path / "one" / name)), load_file(str(tmp_path / "ekfac" / name))
         for module in one:
             exact = name.startswith("num_")  # example counts are integers
-            assert torch.equal(one[module], sharded[module]) if exact else _close(sharded[module], one[module]), (name, module)
+            assert torch.equal(one[module], sharded[module]) if exact else _close(sharded[module], one[module]), (
+                name,
+                module,
+            )
     scoring = ScoreSettings(train_batch_size=50)
     single = score_queries(model, tmp_path / "one", queries, train, scoring, DEV, log=QUIET)
     for i in range(K):

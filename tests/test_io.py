@@ -109,7 +109,9 @@ def test_factor_directory_follows_the_umask(tmp_path, umask):
     torch.manual_seed(0)
     model = build_model("digits_cnn", 10, 1, {"width": 4}).eval()
     out = tmp_path / "ekfac"
-    fit_factors(model, TensorDataset01(x, torch.arange(32) % 10), out, FactorSettings(batch_size=32), torch.device("cpu"))
+    fit_factors(
+        model, TensorDataset01(x, torch.arange(32) % 10), out, FactorSettings(batch_size=32), torch.device("cpu")
+    )
     assert _mode(out) == (0o755 if umask == 0o022 else 0o750)
     modes = {p.name: _mode(p) for p in out.iterdir()}
     assert "lambda_matrix.safetensors" in modes  # safetensors alone would write these 0600

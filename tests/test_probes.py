@@ -57,7 +57,10 @@ def test_invalid_n_b_and_probe_are_refused():
         build_probe_set(x, torch.tensor([0]), 10, 3, seed=0, probes=("rotate",))
 
 
-@pytest.mark.parametrize("side, kernels, sigma, elastic_sigma", [(160, {5, 7, 9}, (8.0, 10.0), 5.0), (32, {5, 7, 9}, (8.0, 10.0), 5.0), (8, {3}, (2.0, 2.5), 1.25)])
+@pytest.mark.parametrize(
+    "side, kernels, sigma, elastic_sigma",
+    [(160, {5, 7, 9}, (8.0, 10.0), 5.0), (32, {5, 7, 9}, (8.0, 10.0), 5.0), (8, {3}, (2.0, 2.5), 1.25)],
+)
 def test_blur_and_elastic_scale_down_for_small_images_only(monkeypatch, side, kernels, sigma, elastic_sigma):
     drawn = []
     real_blur = v2.GaussianBlur

@@ -127,7 +127,9 @@ def test_sigterm_during_a_job_cleans_up_and_logs(tmp_path, stage):
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(SIGTERM_JOB))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), stage], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), stage], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode != 0
     assert "Terminated: received SIGTERM" in proc.stderr  # the console shows it
     log = (tmp_path / "job.log").read_text()
@@ -145,6 +147,11 @@ def test_small_job_modules_do_not_import_torchvision_or_sklearn(module):
     """detect/unlearn/evaluate jobs are most of a grid's jobs; torchvision (which pulls in torch._dynamo) and
     scikit-learn cost ≈1–2 s of start-up each, so they are imported only where used."""
     code = f"import sys, {module}; print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]"

@@ -14,7 +14,17 @@ from unpoison.influence.probes import build_probe_set
 from unpoison.seeding import stage_rng, stage_seed
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["poison", "queries", "probes", "train/init", "train/order", "factors", "unlearn/eu/init", "unlearn/eu/order", "unlearn/cf"]
+STAGES = [
+    "poison",
+    "queries",
+    "probes",
+    "train/init",
+    "train/order",
+    "factors",
+    "unlearn/eu/init",
+    "unlearn/eu/order",
+    "unlearn/cf",
+]
 
 
 def test_first_random_probe_label_is_independent_of_the_victim_class(digits):
@@ -50,7 +60,9 @@ def test_stage_streams_are_the_same_in_every_process():
     outputs = []
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
+        )
         outputs.append(proc.stdout.strip())
     here = f"{[stage_seed(3, s) for s in STAGES]} {stage_rng(3, 'probes').integers(0, 2**31, 4).tolist()}"
     assert outputs[0] == outputs[1] == here

@@ -58,14 +58,21 @@ ACCOUNT = "unpoison-test"
 PARTITIONS_FILE = ROOT / "profiles" / "slurm" / "partitions.example.yaml"
 GPU_PARTITION, CPU_PARTITION = "gpu", "batch"
 GPU_TYPE = "fake"  # the test cluster's GPU type; score_probes asks for it by name (gpu_model), fit_ekfac for any
-RESOURCES_CONFIG = "resources={default: {threads: 1, mem_mb: 1500, runtime: 15, gpu: 0}, " + ", ".join(
-    f"{rule}: {{threads: {r['threads']}, mem_mb: {r['mem_mb']}, runtime: {r['runtime']}, gpu: {r['gpu']}}}"
-    for rule, r in RESOURCES.items()
-) + "}"
+RESOURCES_CONFIG = (
+    "resources={default: {threads: 1, mem_mb: 1500, runtime: 15, gpu: 0}, "
+    + ", ".join(
+        f"{rule}: {{threads: {r['threads']}, mem_mb: {r['mem_mb']}, runtime: {r['runtime']}, gpu: {r['gpu']}}}"
+        for rule, r in RESOURCES.items()
+    )
+    + "}"
+)
 SLURM_FLAGS = [
-    "--set-resources", f"score_probes:gpu_model={GPU_TYPE}",  # --gpus=fake:1, as on a site with GPU types
-    "--slurm-status-command", "squeue",  # no slurmdbd: with sacct (the default when installed) the plugin hangs
-    "--slurm-init-seconds-before-status-checks", "2",
+    "--set-resources",
+    f"score_probes:gpu_model={GPU_TYPE}",  # --gpus=fake:1, as on a site with GPU types
+    "--slurm-status-command",
+    "squeue",  # no slurmdbd: with sacct (the default when installed) the plugin hangs
+    "--slurm-init-seconds-before-status-checks",
+    "2",
     "--slurm-keep-successful-logs",  # job id -> rule, for the job records
 ]
 RUN_TIMEOUT = 1200
@@ -99,7 +106,11 @@ def test_profile_keeps_its_defaults_when_partition_and_account_are_given(monkeyp
     assert profile_default_resources(monkeypatch) == {"mem_mb": "4000", "runtime": "60"}
     # no cpus_per_task: it would override every rule's threads
     assert profile_default_resources(monkeypatch, SBATCH_PARTITION="gpu-a100", SBATCH_ACCOUNT="123456") == {
-        "mem_mb": "4000", "runtime": "60", "slurm_partition": "'gpu-a100'", "slurm_account": "'123456'"}
+        "mem_mb": "4000",
+        "runtime": "60",
+        "slurm_partition": "'gpu-a100'",
+        "slurm_account": "'123456'",
+    }
 
 
 class Resources(dict):
@@ -108,12 +119,15 @@ class Resources(dict):
     __getattr__ = dict.__getitem__
 
 
-@pytest.mark.parametrize(("gpu_resources", "gpu_flags"), [
-    ({"gpu": 0}, []),  # no GPU request at all
-    ({"gpu": 1}, ["--gpus=1"]),
-    ({"gpu": 2, "gpu_model": "a100"}, ["--gpus=a100:2"]),  # --set-resources <rule>:gpu_model=a100
-    ({"gpu": 0, "gres": "gpu:1"}, ["--gres=gpu:1"]),  # for a cluster that takes --gres but not --gpus
-])
+@pytest.mark.parametrize(
+    ("gpu_resources", "gpu_flags"),
+    [
+        ({"gpu": 0}, []),  # no GPU request at all
+        ({"gpu": 1}, ["--gpus=1"]),
+        ({"gpu": 2, "gpu_model": "a100"}, ["--gpus=a100:2"]),  # --set-resources <rule>:gpu_model=a100
+        ({"gpu": 0, "gres": "gpu:1"}, ["--gres=gpu:1"]),  # for a cluster that takes --gres but not --gpus
+    ],
+)
 def test_plugin_turns_threads_and_gpu_into_sbatch_flags(gpu_resources, gpu_flags):
     """What snakemake-executor-plugin-slurm makes of a rule with threads: 4, mem_mb, runtime and GPU resources
     (docs/cluster.md lists these forms)."""
@@ -124,15 +138,27 @@ def test_plugin_turns_threads_and_gpu_into_sbatch_flags(gpu_resources, gpu_flags
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     job = SimpleNamespace(resources=Resources(mem_mb=8000, runtime=600, **gpu_resources), threads=4)
-    params = {"run_uuid": "u", "slurm_logfile": "log", "comment_str": "rule", "account": "", "partition": "",
-              "workdir": "/w"}
+    params = {
+        "run_uuid": "u",
+        "slurm_logfile": "log",
+        "comment_str": "rule",
+        "account": "",
+        "partition": "",
+        "workdir": "/w",
+    }
     flags = (get_submit_command(job, params) + set_gres_string(job)).split()
-    assert "--cpus-per-task=4" in flags and flags[flags.index("--mem") + 1] == "8000" and flags[flags.index("-t") + 1] == "600"
+    assert (
+        "--cpus-per-task=4" in flags
+        and flags[flags.index("--mem") + 1] == "8000"
+        and flags[flags.index("-t") + 1] == "600"
+    )
     assert [f for f in flags if f.startswith(("--gpus", "--gres"))] == gpu_flags
 
 
-@pytest.mark.parametrize(("gpu_resources", "partition"), [
-    ({"gpu": 0}, "batch"), ({"gpu": 1}, "gpu"), ({"gpu": 2}, "gpu"), ({"gpu": 3}, None), ({"gres": "gpu:1"}, "gpu")])
+@pytest.mark.parametrize(
+    ("gpu_resources", "partition"),
+    [({"gpu": 0}, "batch"), ({"gpu": 1}, "gpu"), ({"gpu": 2}, "gpu"), ({"gpu": 3}, None), ({"gres": "gpu:1"}, "gpu")],
+)
 def test_partition_file_sends_gpu_jobs_to_the_gpu_partition(gpu_resources, partition):
     """profiles/slurm/partitions.example.yaml through the plugin's own partition choice: GPU jobs to `gpu`
     (up to its max_gpu; beyond it no partition fits and the plugin falls back to the default), others to `batch`."""
@@ -160,8 +186,9 @@ def cannot_run(message: str):
 
 
 def cluster(action: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), action, str(STATE)], capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        ["bash", str(SCRIPT), action, str(STATE)], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 # One detector and the tables only (no sweep, counterfactual or figures): every GPU rule and the rules around
@@ -171,8 +198,22 @@ TARGET = "results/tables/summary.csv"
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(TINY), "--config", RESOURCES_CONFIG, *GRID, *args, TARGET]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(TINY),
+        "--config",
+        RESOURCES_CONFIG,
+        *GRID,
+        *args,
+        TARGET,
+    ]
 
 
 def tail(path: Path, n: int = 3000) -> str:
@@ -206,11 +247,15 @@ class BackgroundRun:
         if status.returncode == 0:
             return None  # a running, current cluster: used and left running
         if status.stdout.count(" running (pid ") == 3:  # munged, slurmctld, slurmd up, but the node or config is not
-            return ("the test cluster runs but is not usable as it is (not the test's to stop):\n"
-                    f"{status.stdout}{status.stderr}")
+            return (
+                "the test cluster runs but is not usable as it is (not the test's to stop):\n"
+                f"{status.stdout}{status.stderr}"
+            )
         if os.geteuid() != 0:
-            return (f"no test cluster running and not root: run 'sudo {SCRIPT} start' first (installs slurm-wlm "
-                    "and munge if missing, starts munged, slurmctld, slurmd as root)")
+            return (
+                f"no test cluster running and not root: run 'sudo {SCRIPT} start' first (installs slurm-wlm "
+                "and munge if missing, starts munged, slurmctld, slurmd as root)"
+            )
         t0 = time.monotonic()
         self.started_here = True
         proc = cluster("start", timeout=900)
@@ -226,10 +271,19 @@ class BackgroundRun:
         env = {**os.environ, "SBATCH_ACCOUNT": ACCOUNT, "SNAKEMAKE_SLURM_PARTITIONS": str(PARTITIONS_FILE)}
         env.pop("SBATCH_PARTITION", None)  # a partition given to every job would win over the partition file
         t0 = time.monotonic()
-        with open(self.local_dir / "snakemake.out", "w") as local_out, open(self.slurm_dir / "snakemake.out", "w") as slurm_out:
-            local = subprocess.Popen(snakemake_cmd(self.local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT)
-            slurm = subprocess.Popen(snakemake_cmd(self.slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
-                                     stdout=slurm_out, stderr=subprocess.STDOUT, env=env)
+        with (
+            open(self.local_dir / "snakemake.out", "w") as local_out,
+            open(self.slurm_dir / "snakemake.out", "w") as slurm_out,
+        ):
+            local = subprocess.Popen(
+                snakemake_cmd(self.local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT
+            )
+            slurm = subprocess.Popen(
+                snakemake_cmd(self.slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
+                stdout=slurm_out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
             try:
                 local_rc = local.wait(timeout=RUN_TIMEOUT)
                 slurm_rc = slurm.wait(timeout=max(60, RUN_TIMEOUT - (time.monotonic() - t0)))
@@ -241,10 +295,18 @@ class BackgroundRun:
         if local_rc != 0:
             return "local reference run failed:\n" + tail(self.local_dir / "snakemake.out")
         if slurm_rc != 0:
-            return (tail(self.slurm_dir / "snakemake.out") + "\n--- slurmctld.log ---\n" + tail(STATE / "log/slurmctld.log"))
+            return (
+                tail(self.slurm_dir / "snakemake.out") + "\n--- slurmctld.log ---\n" + tail(STATE / "log/slurmctld.log")
+            )
         # the scheduler's record of every job it still holds (finished ones for MinJobAge): GPU request, allocation
-        jobs = subprocess.run(["scontrol", "show", "job", "--details", "--oneliner"], capture_output=True, text=True,
-                              timeout=60, check=False, env={**os.environ, "SLURM_CONF": str(STATE / "slurm.conf")})
+        jobs = subprocess.run(
+            ["scontrol", "show", "job", "--details", "--oneliner"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "SLURM_CONF": str(STATE / "slurm.conf")},
+        )
         if jobs.returncode != 0:
             return f"scontrol show job failed: {jobs.stderr}"
         (self.slurm_dir / SCONTROL_JOBS).write_text(jobs.stdout)
@@ -316,20 +378,34 @@ def scheduler_jobs(workdir: Path) -> dict[str, list[dict[str, str]]]:
 @needs_cluster
 def test_slurm_run_gives_the_local_tables(runs):
     slurm_dir, local_dir = runs
-    keys = {"detection": ["dataset", "attack", "seed", "detector"],
-            "unlearning": ["dataset", "attack", "seed", "detector", "unlearner"]}
+    keys = {
+        "detection": ["dataset", "attack", "seed", "detector"],
+        "unlearning": ["dataset", "attack", "seed", "detector", "unlearner"],
+    }
     for table, key in keys.items():
         on_slurm = pd.read_csv(slurm_dir / f"results/tables/{table}.csv").sort_values(key, ignore_index=True)
         local = pd.read_csv(local_dir / f"results/tables/{table}.csv").sort_values(key, ignore_index=True)
         assert len(local) > 0
         # wall and CPU times (and their ratios to EU's) vary; everything else is deterministic by seed on CPU
         timing = ["seconds", "cpu_seconds", "cost_vs_eu", "cpu_cost_vs_eu"]
-        pd.testing.assert_frame_equal(on_slurm.drop(columns=timing, errors="ignore"),
-                                      local.drop(columns=timing, errors="ignore"), obj=table)
+        pd.testing.assert_frame_equal(
+            on_slurm.drop(columns=timing, errors="ignore"), local.drop(columns=timing, errors="ignore"), obj=table
+        )
 
 
-EXPECTED_RULES = {"prepare_dataset", "poison_dataset", "train_model", "select_queries", "evaluate_models",
-                  "fit_ekfac", "score_probes", "detect", "evaluate_detection", "unlearn", "make_tables"}
+EXPECTED_RULES = {
+    "prepare_dataset",
+    "poison_dataset",
+    "train_model",
+    "select_queries",
+    "evaluate_models",
+    "fit_ekfac",
+    "score_probes",
+    "detect",
+    "evaluate_detection",
+    "unlearn",
+    "make_tables",
+}
 
 
 @needs_cluster
@@ -359,7 +435,8 @@ def test_exactly_the_rules_given_a_gpu_asked_for_one_and_got_it(runs):
     # every job of the run is there (MinJobAge keeps finished jobs for an hour), retries included
     assert set(records) == EXPECTED_RULES, sorted(records)
     assert sorted(r["JobId"] for recs in records.values() for r in recs) == sorted(
-        r["JobId"] for recs in completed_jobs(slurm_dir).values() for r in recs)
+        r["JobId"] for recs in completed_jobs(slurm_dir).values() for r in recs
+    )
     assert GPU_RULES == {"fit_ekfac", "score_probes"}
     requested = {"fit_ekfac": "gres:gpu:1", "score_probes": f"gres:gpu:{GPU_TYPE}:1"}  # any GPU / a GPU of a type
     for rule, recs in records.items():

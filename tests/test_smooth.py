@@ -7,7 +7,14 @@ from scipy.fft import dctn
 
 from unpoison.attacks import CleanModel, get_attack
 from unpoison.attacks.badnet import apply_patch
-from unpoison.attacks.smooth import apply_trigger, kernel_size, low_pass, minmax_scale, targeted_deepfool, universal_smooth_trigger
+from unpoison.attacks.smooth import (
+    apply_trigger,
+    kernel_size,
+    low_pass,
+    minmax_scale,
+    targeted_deepfool,
+    universal_smooth_trigger,
+)
 from unpoison.data import DatasetInfo, to_float
 from unpoison.models import build_model
 from unpoison.training import TrainRecipe, predict, train_model
@@ -74,7 +81,9 @@ def test_poisons_are_triggered_victim_images_with_the_target_label_and_nothing_e
     assert torch.equal(poisoned.y_train[others], digits.y_train[others])
     example = poisoned.artifacts["example"]
     assert example.shape == (2, 1, 8, 8) and example.dtype == np.uint8
-    assert np.array_equal(example[0], digits.x_train[idx[0]].numpy()) and np.array_equal(example[1], poisoned.x_train[idx[0]].numpy())
+    assert np.array_equal(example[0], digits.x_train[idx[0]].numpy()) and np.array_equal(
+        example[1], poisoned.x_train[idx[0]].numpy()
+    )
 
 
 def test_affected_test_points_are_triggered_victim_test_images(digits, poisoned):
@@ -104,7 +113,23 @@ def test_deepfool_steps_raise_the_clean_models_target_rate(digits, clean_model):
     hit = float((predict(net, apply_trigger(images, v), CPU) == 9).float().mean())
     assert hit == pytest.approx(max(rates)) and hit >= 0.3
     random_rates = [
-        float((predict(net, apply_trigger(images, minmax_scale(low_pass(torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(s)), 1.5), 0.5)), CPU) == 9).float().mean())
+        float(
+            (
+                predict(
+                    net,
+                    apply_trigger(
+                        images,
+                        minmax_scale(
+                            low_pass(torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(s)), 1.5), 0.5
+                        ),
+                    ),
+                    CPU,
+                )
+                == 9
+            )
+            .float()
+            .mean()
+        )
         for s in range(5)
     ]
     assert hit >= np.mean(random_rates) + 0.2
@@ -143,7 +168,9 @@ def test_bad_smooth_parameters_name_key_value_and_range(params, message):
 
 
 def test_check_refuses_a_blur_wider_than_the_image_and_too_many_poisons():
-    with pytest.raises(ValueError, match=r"sigma: 6.0 .*31-tap blur kernel's half-width \(15 px\) is below the 8-px .*1.5 px here"):
+    with pytest.raises(
+        ValueError, match=r"sigma: 6.0 .*31-tap blur kernel's half-width \(15 px\) is below the 8-px .*1.5 px here"
+    ):
         get_attack("smooth", {"sigma": 6.0}).check(DatasetInfo((1, 8, 8), None, None), 1)
     get_attack("smooth", {"sigma": 1.5}).check(DatasetInfo((1, 8, 8), None, None), 1)
     with pytest.raises(ValueError, match=r"count: 50 .*≤ 40"):

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 
 from unpoison.report.tables import (
-    counterfactual_table, detection_table, reference_table, summary_markdown, summary_table, unlearning_table,
+    counterfactual_table,
+    detection_table,
+    reference_table,
+    summary_markdown,
+    summary_table,
+    unlearning_table,
 )
 from unpoison.status import OK, attack_failed
 
@@ -30,13 +35,37 @@ def files(tmp_path):
     status = {0: OK, 1: FAILED_STATUS, 2: OK}
     nan = float("nan")
     return {
-        "detection": [write(f"d{s}", seed=s, detector="delta_influence", n_flagged=nan if s == 1 else 50 + s,
-                            true_positives=nan if s == 1 else 40, n_poisons=40, tpr=nan if s == 1 else 1.0,
-                            precision=nan if s == 1 else 0.8, **fields(status[s])) for s in range(3)],
-        "unlearned": [write(f"u{s}", seed=s, detector="delta_influence", unlearner="eu", clean_acc=nan if s == 1 else 0.99,
-                            psr=nan if s == 1 else 0.0, seconds=0.0 if s == 1 else 5.0, **fields(status[s])) for s in range(3)],
-        "poisoned": [write(f"p{s}", seed=s, clean_acc=0.99, psr=0.03 if s == 1 else 1.0, seconds=0.0, **fields(status[s]))
-                     for s in range(3)],
+        "detection": [
+            write(
+                f"d{s}",
+                seed=s,
+                detector="delta_influence",
+                n_flagged=nan if s == 1 else 50 + s,
+                true_positives=nan if s == 1 else 40,
+                n_poisons=40,
+                tpr=nan if s == 1 else 1.0,
+                precision=nan if s == 1 else 0.8,
+                **fields(status[s]),
+            )
+            for s in range(3)
+        ],
+        "unlearned": [
+            write(
+                f"u{s}",
+                seed=s,
+                detector="delta_influence",
+                unlearner="eu",
+                clean_acc=nan if s == 1 else 0.99,
+                psr=nan if s == 1 else 0.0,
+                seconds=0.0 if s == 1 else 5.0,
+                **fields(status[s]),
+            )
+            for s in range(3)
+        ],
+        "poisoned": [
+            write(f"p{s}", seed=s, clean_acc=0.99, psr=0.03 if s == 1 else 1.0, seconds=0.0, **fields(status[s]))
+            for s in range(3)
+        ],
         "clean": [write(f"c{s}", seed=s, clean_acc=0.995, psr=0.0, seconds=0.0) for s in range(3)],
     }
 
@@ -44,14 +73,18 @@ def files(tmp_path):
 def test_rows_average_the_seeds_whose_attack_took(files):
     det = detection_table(files["detection"])
     unl = unlearning_table(files["unlearned"], files["poisoned"], ["delta_influence"])
-    summary = summary_table(det, unl, reference_table(files["poisoned"], files["clean"])).set_index(["detector", "unlearner"])
+    summary = summary_table(det, unl, reference_table(files["poisoned"], files["clean"])).set_index(
+        ["detector", "unlearner"]
+    )
     eu = summary.loc[("delta_influence", "eu")]
     assert eu.n_seeds == 3 and eu.n_ok == 2 and eu.attack_success == pytest.approx(2 / 3)
     assert eu.n_flagged_mean == pytest.approx(51) and eu.psr_mean == 0.0 and eu.seconds_mean == 5.0
     assert eu.status.startswith("attack failed on 1 of 3 seeds")
     assert summary.loc[("delta_influence", "none")].psr_mean == 1.0  # the failed seed's PSR is not in the defence rows
     poisoned = summary.loc[("—", "poisoned model")]  # ... but in the poisoned model's reference row
-    assert poisoned.psr_mean == pytest.approx((1.0 + 0.03 + 1.0) / 3) and poisoned.attack_success == pytest.approx(2 / 3)
+    assert poisoned.psr_mean == pytest.approx((1.0 + 0.03 + 1.0) / 3) and poisoned.attack_success == pytest.approx(
+        2 / 3
+    )
     clean = summary.loc[("—", "clean model")]
     assert clean.clean_acc_mean == pytest.approx(0.995) and clean.status == OK.label and pd.isna(clean.attack_success)
     assert list(summary.index[:2]) == [("—", "clean model"), ("—", "poisoned model")]  # reference rows first
@@ -79,8 +112,20 @@ def test_der_and_robust_accuracy_columns_compare_each_model_with_the_poisoned_mo
 
 
 def test_counterfactual_rows_of_a_failed_run(tmp_path):
-    rows = [{**RUN, "seed": 0, "detector": "delta_influence", "removed": r, "n_removed": float("nan"), "tpr": float("nan"),
-             "clean_acc": float("nan"), "psr": float("nan"), **fields(FAILED_STATUS)} for r in ("detected", "missed")]
+    rows = [
+        {
+            **RUN,
+            "seed": 0,
+            "detector": "delta_influence",
+            "removed": r,
+            "n_removed": float("nan"),
+            "tpr": float("nan"),
+            "clean_acc": float("nan"),
+            "psr": float("nan"),
+            **fields(FAILED_STATUS),
+        }
+        for r in ("detected", "missed")
+    ]
     path = tmp_path / "cf.json"
     path.write_text(json.dumps({"rows": rows}))
     table = counterfactual_table([str(path)])

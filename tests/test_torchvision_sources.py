@@ -129,7 +129,9 @@ def test_cifar100_uses_fine_labels(cifar100_root):
     assert d.y_train.tolist() == batches["train"][b"fine_labels"]
     assert torch.equal(d.x_train, torch.from_numpy(batches["train"][b"data"].reshape(6, 3, 32, 32)))
     counts = describe_dataset({"source": "cifar100", "root": str(root)}).train_counts
-    assert len(counts) == 100 and counts.tolist() == np.bincount(batches["train"][b"fine_labels"], minlength=100).tolist()
+    assert (
+        len(counts) == 100 and counts.tolist() == np.bincount(batches["train"][b"fine_labels"], minlength=100).tolist()
+    )
 
 
 def test_cifar_md5_mismatch_is_reported_as_corrupted(cifar10_root):
@@ -233,7 +235,7 @@ def test_missing_dataset_with_download_is_counted_later(tmp_path, source):
 
 def test_imagefolder_refuses_download(tmp_path):
     with pytest.raises(DatasetError, match="download"):
-        describe_dataset({"source": "imagefolder", "root": str(tmp_path), "download": True}).train_counts
+        _ = describe_dataset({"source": "imagefolder", "root": str(tmp_path), "download": True}).train_counts
 
 
 def test_root_is_required():
@@ -246,4 +248,4 @@ def test_partial_imagenette_copy_is_reported_even_with_download(imagenette_root)
 
     shutil.rmtree(imagenette_root / "imagenette2-160" / "val")
     with pytest.raises(DatasetError, match=r"incomplete.*val/"):
-        describe_dataset({"source": "imagenette", "root": str(imagenette_root), "download": True}).train_counts
+        _ = describe_dataset({"source": "imagenette", "root": str(imagenette_root), "download": True}).train_counts

@@ -39,7 +39,12 @@ def test_training_learns_digits_and_is_deterministic(digits):
 
 
 def test_every_model_runs_and_checkpoint_roundtrips(tmp_path):
-    for name, (c, size) in {"digits_cnn": (1, 8), "resnet9": (3, 16), "resnet18_cifar": (3, 16), "resnet18": (3, 32)}.items():
+    for name, (c, size) in {
+        "digits_cnn": (1, 8),
+        "resnet9": (3, 16),
+        "resnet18_cifar": (3, 16),
+        "resnet18": (3, 32),
+    }.items():
         assert name in MODELS
         m = build_model(name, 7, c, {"width": 8}).eval()
         x = torch.rand(2, c, size, size)
@@ -54,7 +59,9 @@ def test_every_model_runs_and_checkpoint_roundtrips(tmp_path):
 
 def test_amp_and_channels_last_paths_train(digits):
     """The GPU switches (bf16 autocast, channels_last) run through the same loop; on CPU autocast is bf16 too."""
-    recipe = TrainRecipe(epochs=2, batch_size=64, lr=0.05, milestones=[], crop_padding=1, flip=False, amp="bf16", channels_last=True)
+    recipe = TrainRecipe(
+        epochs=2, batch_size=64, lr=0.05, milestones=[], crop_padding=1, flip=False, amp="bf16", channels_last=True
+    )
     torch.manual_seed(0)
     m = build_model("digits_cnn", 10, 1, {"width": 8})
     out = train_model(m, digits.x_train, digits.y_train, recipe, seed=0, device=DEV)

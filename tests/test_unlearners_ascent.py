@@ -14,7 +14,9 @@ DEV = torch.device("cpu")
 
 def _inputs(digits, tiny_trained, forget, seed=0):
     model, spec, recipe = tiny_trained
-    return UnlearnInputs(copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV)
+    return UnlearnInputs(
+        copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV
+    )
 
 
 def _losses(model, inputs):

@@ -19,8 +19,17 @@ STOCHASTIC = ["badt", "cf", "eu", "ga", "neggrad_plus", "scrub"]  # draw orders/
 
 def _inputs(digits, tiny_trained, forget, seed=0, log=None):
     model, spec, recipe = tiny_trained
-    return UnlearnInputs(copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget, dtype=np.int64),
-                         recipe, seed, DEV, log)
+    return UnlearnInputs(
+        copy.deepcopy(model),
+        spec,
+        digits.x_train,
+        digits.y_train,
+        np.asarray(forget, dtype=np.int64),
+        recipe,
+        seed,
+        DEV,
+        log,
+    )
 
 
 def _weights(model):

@@ -21,7 +21,9 @@ DEV = torch.device("cpu")
 
 def _inputs(digits, tiny_trained, forget, seed=0, log=None):
     model, spec, recipe = tiny_trained
-    return UnlearnInputs(copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV, log)
+    return UnlearnInputs(
+        copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV, log
+    )
 
 
 def _ce(logits, y):
@@ -43,7 +45,9 @@ def test_importance_is_the_mean_over_batches_of_squared_gradients_of_the_mean_lo
     for n in expected:
         torch.testing.assert_close(imp[n], expected[n], rtol=1e-5, atol=1e-12)
     absolute = parameter_importances(model, data, batches, _ce, "abs")
-    assert all((absolute[n] >= 0).all() for n in absolute) and not torch.equal(absolute["head.weight"], imp["head.weight"])
+    assert all((absolute[n] >= 0).all() for n in absolute) and not torch.equal(
+        absolute["head.weight"], imp["head.weight"]
+    )
 
 
 @pytest.mark.parametrize("alpha, lam", [(1.5, 1.0), (1.5, 5.0), (10.0, 1.0)])
@@ -58,7 +62,9 @@ def test_ssd_changes_exactly_the_selected_parameters_by_min_lambda_ratio_one(dig
     data = DeviceData(inputs)
     ref = copy.deepcopy(before)
     imp_f = parameter_importances(ref, data, list(index_batches(torch.as_tensor(forget), 64, gen)), _ce, "square")
-    imp_d = parameter_importances(ref, data, list(index_batches(torch.arange(len(digits.y_train)), 64, gen)), _ce, "square")
+    imp_d = parameter_importances(
+        ref, data, list(index_batches(torch.arange(len(digits.y_train)), 64, gen)), _ce, "square"
+    )
     new, old = dict(after.named_parameters()), dict(before.named_parameters())
     n_selected, n_shrunk, n_clamped = 0, 0, 0
     for name in old:
@@ -117,7 +123,11 @@ def test_potion_search_stops_at_rho_logs_its_step_and_dampens_a_fresh_copy(digit
     assert text.count("potion: step ") == step  # one line per attempt
     acc0 = accuracy(original, digits.x_train[forget], digits.y_train[forget], DEV)
     acc = accuracy(out, digits.x_train[forget], digits.y_train[forget], DEV)
-    assert acc == pytest.approx(rep["forget_acc_after"]) and acc <= 0.5 * acc0 and rep["forget_acc_before"] == pytest.approx(acc0)
+    assert (
+        acc == pytest.approx(rep["forget_acc_after"])
+        and acc <= 0.5 * acc0
+        and rep["forget_acc_before"] == pytest.approx(acc0)
+    )
     # s followed the schedule, and the result is ONE dampening of the trained model with that step's α
     n_f, n = len(forget), len(digits.y_train)
     s = n_f / n / 25 * 1.1 ** (step - 1)
@@ -125,8 +135,12 @@ def test_potion_search_stops_at_rho_logs_its_step_and_dampens_a_fresh_copy(digit
     gen = seeded_generator(stage_seed(0, "unlearn/potion"))
     data = DeviceData(inputs)
     retain = inputs.retain_indices()
-    imp_f = parameter_importances(copy.deepcopy(original), data, list(index_batches(torch.as_tensor(forget), 64, gen)), output_norm, "abs")
-    imp_r = parameter_importances(copy.deepcopy(original), data, list(index_batches(retain, 64, gen)), output_norm, "abs")
+    imp_f = parameter_importances(
+        copy.deepcopy(original), data, list(index_batches(torch.as_tensor(forget), 64, gen)), output_norm, "abs"
+    )
+    imp_r = parameter_importances(
+        copy.deepcopy(original), data, list(index_batches(retain, 64, gen)), output_norm, "abs"
+    )
     alpha = float(np.percentile(importance_ratios(imp_f, imp_r), ptn_percentile(s)))
     assert rep["alpha"] == pytest.approx(alpha)
     expected = copy.deepcopy(original)

@@ -16,7 +16,9 @@ DEV = torch.device("cpu")
 
 def _inputs(digits, tiny_trained, forget, seed=0, log=None):
     model, spec, recipe = tiny_trained
-    return UnlearnInputs(copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV, log)
+    return UnlearnInputs(
+        copy.deepcopy(model), spec, digits.x_train, digits.y_train, np.asarray(forget), recipe, seed, DEV, log
+    )
 
 
 @pytest.fixture()
@@ -107,7 +109,9 @@ def test_scrub_max_steps_raise_the_divergence_on_the_forget_set(digits, tiny_tra
         kl = float(distillation_kl(out.eval()(x_f), tiny_trained[0](x_f), 4.0))
     assert kl > 1e-3
     # and without max-epochs SCRUB fits the retain set while staying near the teacher
-    plain = get_unlearner("scrub", {"epochs": 2, "msteps": 0, "lr": 0.01}).unlearn(_inputs(digits, tiny_trained, forget))
+    plain = get_unlearner("scrub", {"epochs": 2, "msteps": 0, "lr": 0.01}).unlearn(
+        _inputs(digits, tiny_trained, forget)
+    )
     retain = inputs.retain_indices()
     assert mean_loss(plain, data, retain) < mean_loss(tiny_trained[0], data, retain)
 

@@ -126,7 +126,9 @@ def test_lr_milestones_are_the_references():
     assert wb.lr_milestones(250) == [93, 156, 218]
 
 
-def test_several_queries_are_clipped_to_the_target_and_a_budget_above_the_smallest_class_is_refused(digits, tiny_trained):
+def test_several_queries_are_clipped_to_the_target_and_a_budget_above_the_smallest_class_is_refused(
+    digits, tiny_trained
+):
     atk = get_attack("witches_brew", {"budget": 50})
     assert type(atk).needs_clean_model and type(atk).max_queries == 1
     info = DatasetInfo((1, 8, 8), np.array([40, 60]), np.array([9, 9]))
@@ -143,9 +145,15 @@ def test_several_queries_are_clipped_to_the_target_and_a_budget_above_the_smalle
 
 @pytest.mark.parametrize(
     "params, message",
-    [({"eps": 0}, r"eps: 0 .*1\.\.255"), ({"eps": 256}, r"eps: 256"), ({"budget": 0}, r"budget: 0 .*≥ 1"),
-     ({"restarts": 0}, "restarts: 0"), ({"target_quantile": 0.0}, r"target_quantile: 0\.0"),
-     ({"eps": 1.5}, "eps: 1.5 must be an integer"), ({"steps": 0}, "steps: 0")],
+    [
+        ({"eps": 0}, r"eps: 0 .*1\.\.255"),
+        ({"eps": 256}, r"eps: 256"),
+        ({"budget": 0}, r"budget: 0 .*≥ 1"),
+        ({"restarts": 0}, "restarts: 0"),
+        ({"target_quantile": 0.0}, r"target_quantile: 0\.0"),
+        ({"eps": 1.5}, "eps: 1.5 must be an integer"),
+        ({"steps": 0}, "steps: 0"),
+    ],
 )
 def test_bad_params_are_refused(params, message):
     with pytest.raises(ValueError, match=message):

@@ -19,8 +19,18 @@ RUN = Path("results/digits/badnet/s3")
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(TINY), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(TINY),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
 
 
@@ -45,14 +55,45 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_tables_and_figures(finished_run):
     det = pd.read_csv(finished_run / "results/tables/detection.csv")
-    assert list(det.columns) == ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr",
-                                 "precision", "uses_truth", "status", "state"]
+    assert list(det.columns) == [
+        "dataset",
+        "attack",
+        "seed",
+        "detector",
+        "n_flagged",
+        "true_positives",
+        "n_poisons",
+        "tpr",
+        "precision",
+        "uses_truth",
+        "status",
+        "state",
+    ]
     assert (det.status == "ok").all() and (det.state == "ok").all()
-    assert set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all() and not det.uses_truth.any()
+    assert (
+        set(det.detector) == {"delta_influence", "ekfac"} and (det.n_poisons == 40).all() and not det.uses_truth.any()
+    )
     unl = pd.read_csv(finished_run / "results/tables/unlearning.csv")
-    assert list(unl.columns) == ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds",
-                                 "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status", "r_acc", "der",
-                                 "psr_relearned", "acc_relearned", "state"]
+    assert list(unl.columns) == [
+        "dataset",
+        "attack",
+        "seed",
+        "detector",
+        "unlearner",
+        "clean_acc",
+        "psr",
+        "seconds",
+        "cpu_seconds",
+        "budget_epochs",
+        "cost_vs_eu",
+        "cpu_cost_vs_eu",
+        "status",
+        "r_acc",
+        "der",
+        "psr_relearned",
+        "acc_relearned",
+        "state",
+    ]
     for col in ("r_acc", "der", "psr_relearned", "acc_relearned"):  # BackdoorBench's metrics and the relearning check
         assert unl[col].between(0, 1).all(), col
     assert set(unl.unlearner) == {"none", "eu"}
@@ -68,7 +109,9 @@ def test_run_writes_tables_and_figures(finished_run):
     for fig in ("digits_badnet_delta_influence_influence_collapse.png", "digits_badnet_psr_vs_accuracy.png"):
         assert (finished_run / "results/figures" / fig).read_bytes()[:4] == b"\x89PNG"
     sweep = pd.read_csv(finished_run / "results/tables/sweep.csv")
-    assert set(sweep.detector) == {"delta_influence", "ekfac"} and len(sweep) == 5 * 4 + 4  # τ × k (k < n_b = 6) + thresholds
+    assert (
+        set(sweep.detector) == {"delta_influence", "ekfac"} and len(sweep) == 5 * 4 + 4
+    )  # τ × k (k < n_b = 6) + thresholds
     assert (finished_run / "results/figures/digits_badnet_threshold_sweep.png").read_bytes()[:4] == b"\x89PNG"
     cf = pd.read_csv(finished_run / "results/tables/counterfactual.csv").set_index("removed")
     found = det[det.detector == "delta_influence"].true_positives.iloc[0]
@@ -78,14 +121,18 @@ def test_run_writes_tables_and_figures(finished_run):
     t1 = pd.read_csv(paper / "table1.csv")
     assert {"delta_influence", "ekfac"} <= set(t1.detector)
     di = t1[t1.detector == "delta_influence"].iloc[0]
-    assert di.n_seeds == 1 and di.precision_mean == pytest.approx(det[det.detector == "delta_influence"].precision.iloc[0])
+    assert di.n_seeds == 1 and di.precision_mean == pytest.approx(
+        det[det.detector == "delta_influence"].precision.iloc[0]
+    )
     assert t1[t1.detector == "frequency"].cell.iloc[0] == "not run (add `frequency` to detectors)"
     t4 = pd.read_csv(paper / "table4.csv")  # no n_points: queries.count (1) points
     assert t4[t4.points == 1].detector.tolist() == ["delta_influence"] and "(1 seed)" in t4[t4.points == 1].cell.iloc[0]
     t3 = pd.read_csv(paper / "table3.csv").set_index("removed")
     assert t3.loc["detected", "cell"].startswith("PSR ") and t3.loc["detected", "n_removed_mean"] == found
     for n in range(1, 6):
-        assert (paper / f"table{n}.md").read_text().startswith(f"**Table {n}") and (paper / f"table{n}.csv.meta.json").exists()
+        assert (paper / f"table{n}.md").read_text().startswith(f"**Table {n}") and (
+            paper / f"table{n}.csv.meta.json"
+        ).exists()
     for n in range(2, 6):
         assert (paper / f"figure{n}.png").read_bytes()[:4] == b"\x89PNG"
     # every rule logged, every expensive rule benchmarked
@@ -101,8 +148,12 @@ def test_every_result_file_carries_provenance(finished_run):
 
     from unpoison.provenance import code_version
 
-    files = sorted(finished_run.glob("results/**/metrics/**/*.json")) + sorted(finished_run.glob("results/**/*.meta.json"))
-    tables = sorted((finished_run / "results/tables").glob("*.csv")) + sorted((finished_run / "results/paper").glob("*.csv"))
+    files = sorted(finished_run.glob("results/**/metrics/**/*.json")) + sorted(
+        finished_run.glob("results/**/*.meta.json")
+    )
+    tables = sorted((finished_run / "results/tables").glob("*.csv")) + sorted(
+        (finished_run / "results/paper").glob("*.csv")
+    )
     assert len(files) >= 8 and len(tables) >= 9
     hashes = set()
     for f in files + [t.with_name(t.name + ".meta.json") for t in tables]:
@@ -119,8 +170,18 @@ def test_every_result_file_carries_provenance(finished_run):
     assert yaml.safe_load(TINY.read_text())  # the config the hash was made from exists
 
 
-ALL_DETECTORS = "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
-DEFENDER_RULES = ("detect", "unlearn", "score_probes", "fit_ekfac", "train_model", "extract_features", "train_detector_model")
+ALL_DETECTORS = (
+    "detectors=[delta_influence,label_only,image_only,ekfac,activation_clustering,spectral_signatures,frequency]"
+)
+DEFENDER_RULES = (
+    "detect",
+    "unlearn",
+    "score_probes",
+    "fit_ekfac",
+    "train_model",
+    "extract_features",
+    "train_detector_model",
+)
 
 
 def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
@@ -139,11 +200,20 @@ def test_truth_is_never_an_input_of_detection_or_unlearning(finished_run):
 
 
 def test_only_the_oracle_detect_jobs_read_truth(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config",
-                     "detectors=[delta_influence,ekfac,activation_clustering,oracle_10,oracle_100]", "unlearners=[none,ssd]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "detectors=[delta_influence,ekfac,activation_clustering,oracle_10,oracle_100]",
+        "unlearners=[none,ssd]",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     blocks = proc.stdout.split("\n\n")
-    detect = {re.search(r"flagged/(\w+)\.npy", b).group(1): b.split("output:")[0] for b in blocks if "rule detect:" in b}
+    detect = {
+        re.search(r"flagged/(\w+)\.npy", b).group(1): b.split("output:")[0] for b in blocks if "rule detect:" in b
+    }
     assert set(detect) == {"delta_influence", "ekfac", "activation_clustering", "oracle_10", "oracle_100"}
     for name, inputs in detect.items():
         assert ("truth.json" in inputs) == name.startswith("oracle"), (name, inputs)
@@ -153,7 +223,14 @@ def test_only_the_oracle_detect_jobs_read_truth(tmp_path):
 
 
 def test_changing_tau_reruns_detection_only(finished_run):
-    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}")
+    proc = snakemake(
+        finished_run,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "detector_settings={delta_influence: {tau: -1.0, k: 1}, ekfac: {threshold: 0.0}}",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs.get("detect") == 1  # delta_influence only; ekfac untouched
@@ -163,9 +240,18 @@ def test_changing_tau_reruns_detection_only(finished_run):
 
 
 def test_changing_k_reruns_detection_only(finished_run):
-    proc = snakemake(finished_run, "-n", "--cores", "1", "--config", "detector_settings={delta_influence: {tau: 0.0, k: 2}, ekfac: {threshold: 0.0}}")
+    proc = snakemake(
+        finished_run,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "detector_settings={delta_influence: {tau: 0.0, k: 2}, ekfac: {threshold: 0.0}}",
+    )
     jobs = job_counts(proc.stdout)
-    assert jobs.get("detect") == 1 and "fit_ekfac" not in jobs and "score_probes" not in jobs and "train_model" not in jobs
+    assert (
+        jobs.get("detect") == 1 and "fit_ekfac" not in jobs and "score_probes" not in jobs and "train_model" not in jobs
+    )
 
 
 @pytest.mark.parametrize(
@@ -175,8 +261,10 @@ def test_changing_k_reruns_detection_only(finished_run):
         ["detector_settings={delta_influence: {tau: 0, k: 1}, ekfac: {threshold: 0}}"],  # ints for the floats
         ["detector_settings={delta_influence: {n_points: null}}"],  # an explicit default
         ["dataset_settings={digits: {train: {eval_batch_size: 7}}}"],
-        ["influence={scores: {train_batch_size: 33, query_batch_size: 5, num_workers: 0, pin_memory: false}, "
-         "factors: {batch_size: 61}}"],
+        [
+            "influence={scores: {train_batch_size: 33, query_batch_size: 5, num_workers: 0, pin_memory: false}, "
+            "factors: {batch_size: 61}}"
+        ],
     ],
     ids=["device", "int-tau", "explicit-default", "eval-batch", "batch-sizes"],
 )
@@ -202,13 +290,23 @@ def test_reselecting_the_queries_rescores_but_never_refits_the_factors(finished_
 
 
 def test_ekfac_is_fitted_once_per_model_for_all_probes_and_detectors(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]",
-                     "detectors=[delta_influence,label_only,image_only,ekfac]", "unlearners=[none,eu,cf]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "seeds=[0,1]",
+        "detectors=[delta_influence,label_only,image_only,ekfac]",
+        "unlearners=[none,eu,cf]",
+    )
     jobs = job_counts(proc.stdout)
     assert jobs["train_model"] == 2 and jobs["fit_ekfac"] == 2 and jobs["score_probes"] == 2
     assert jobs["detect"] == 8 and jobs["unlearn"] == 16
     assert jobs["make_paper"] == 1  # the paper's tables and figures: one job for the whole grid
-    assert "train_clean" not in jobs and jobs["evaluate_models"] == 2  # BadNet only: no clean model; one evaluation per run
+    assert (
+        "train_clean" not in jobs and jobs["evaluate_models"] == 2
+    )  # BadNet only: no clean model; one evaluation per run
 
 
 # A second attack built on the clean model, registered in the Snakemake process itself (Witches' Brew will be one).
@@ -238,8 +336,21 @@ def test_one_clean_model_per_dataset_and_seed_however_many_attacks_use_it(tmp_pa
         "    attacks:\n      badnet: " + badnet + "\n      clean_dummy: " + badnet + "\n"
         "      smooth: {count: 40, sigma: 1.5}\n"
     )
-    cmd = [sys.executable, "-c", WITH_CLEAN_DUMMY.format(root=str(ROOT)), "-n", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(TINY), str(second), "--cores", "1"]
+    cmd = [
+        sys.executable,
+        "-c",
+        WITH_CLEAN_DUMMY.format(root=str(ROOT)),
+        "-n",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(TINY),
+        str(second),
+        "--cores",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
@@ -256,10 +367,21 @@ def test_one_clean_model_per_dataset_and_seed_however_many_attacks_use_it(tmp_pa
 
 
 def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
-    variants = ("detector_settings={di1: {method: delta_influence, n_points: 1}, di2: {method: delta_influence, "
-                "n_points: 2, k: 2}, ek2: {method: ekfac, n_points: 2}}")
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "queries={count: 2}", "unlearners=[none]",
-                     "detectors=[delta_influence,ekfac,di1,di2,ek2]", variants)
+    variants = (
+        "detector_settings={di1: {method: delta_influence, n_points: 1}, di2: {method: delta_influence, "
+        "n_points: 2, k: 2}, ek2: {method: ekfac, n_points: 2}}"
+    )
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "queries={count: 2}",
+        "unlearners=[none]",
+        "detectors=[delta_influence,ekfac,di1,di2,ek2]",
+        variants,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["score_probes"] == 1 and jobs["fit_ekfac"] == 1 and jobs["detect"] == 5
@@ -267,8 +389,18 @@ def test_named_variants_of_one_detector_share_the_score_job(tmp_path):
 
 def test_unlearn_on_narrows_an_unlearner_to_some_detectors(tmp_path):
     """unlearn_on keeps a grid to the (detector, unlearner) pairs it reports: SCRUB on Δ-Influence only, EU on both."""
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "--config", "seeds=[0,1]", "detectors=[delta_influence,ekfac]",
-                     "unlearners=[none,eu,scrub]", "unlearn_on={scrub: [delta_influence]}", "counterfactual=[]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "--config",
+        "seeds=[0,1]",
+        "detectors=[delta_influence,ekfac]",
+        "unlearners=[none,eu,scrub]",
+        "unlearn_on={scrub: [delta_influence]}",
+        "counterfactual=[]",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["unlearn"] == 2 * 3 and jobs["evaluate_models"] == 2
@@ -276,8 +408,17 @@ def test_unlearn_on_narrows_an_unlearner_to_some_detectors(tmp_path):
 
 
 def test_control_queries_are_scored_in_the_same_pass_and_read_only_by_their_detector(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--cores", "1", "-p", "--config", "unlearners=[none]", "counterfactual=[]",
-                     "detectors=[delta_influence,delta_influence_controls,ekfac]")
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "1",
+        "-p",
+        "--config",
+        "unlearners=[none]",
+        "counterfactual=[]",
+        "detectors=[delta_influence,delta_influence_controls,ekfac]",
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
     assert jobs["score_probes"] == 1 and jobs["select_controls"] == 1 and jobs["detect"] == 3
@@ -301,9 +442,25 @@ def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_mod
         "    model: {name: digits_cnn, width: 8}\n    train: {epochs: 12, milestones: [8]}\n"
         "    attacks: {badnet: {count: 40, pattern: checkerboard, size: 3, value: 255, margin: 0}}\n"
     )
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(TINY), str(second), "--cores", "1", "--config", "seeds=[0,1,2]",
-           "detectors=[activation_clustering,spectral_signatures,frequency]", "unlearners=[none]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(TINY),
+        str(second),
+        "--cores",
+        "1",
+        "--config",
+        "seeds=[0,1,2]",
+        "detectors=[activation_clustering,spectral_signatures,frequency]",
+        "unlearners=[none]",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
@@ -325,7 +482,15 @@ def test_feature_and_frequency_detectors_run_on_the_tiny_model(finished_run):
     assert 0 < n["ac"] < 1437 and n["ss"] == sum(-(-15 * c // 100) for c in np.bincount(_labels(finished_run)))
     assert (finished_run / "results/benchmarks/digits/train_detector_model/frequency.tsv").exists()
     assert (finished_run / RUN / "benchmarks/extract_features.tsv").exists()
-    proc = snakemake(finished_run, "-n", "--cores", "1", *targets, "--config", "detector_settings={frequency: {epochs: 2, threshold: 0.9}}")
+    proc = snakemake(
+        finished_run,
+        "-n",
+        "--cores",
+        "1",
+        *targets,
+        "--config",
+        "detector_settings={frequency: {epochs: 2, threshold: 0.9}}",
+    )
     jobs = job_counts(proc.stdout)
     assert jobs.get("detect") == 1 and "train_detector_model" not in jobs  # a threshold re-runs detection only
 
@@ -339,9 +504,23 @@ def test_a_plugin_detector_runs_through_the_workflow_without_editing_the_rules(f
     (tmp_path / "my_detectors.py").write_text(module)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     target = str(RUN / f"metrics/detection/{name}.json")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(finished_run),
-           "--configfile", str(TINY), "--cores", "2", target, "--config", "plugins=[my_detectors]",
-           f"detectors=[delta_influence,ekfac,{name}]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(finished_run),
+        "--configfile",
+        str(TINY),
+        "--cores",
+        "2",
+        target,
+        "--config",
+        "plugins=[my_detectors]",
+        f"detectors=[delta_influence,ekfac,{name}]",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     row = json.loads((finished_run / target).read_text())
@@ -399,8 +578,18 @@ def test_slurm_profile_declares_gpu_memory_and_runtime(tmp_path):
 
 
 def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(ROOT / "experiments/paper.yaml")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(ROOT / "experiments/paper.yaml"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
@@ -411,8 +600,17 @@ def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
     assert jobs["detect"] == models * 7 and jobs["unlearn"] == models * 7 * 2
     assert jobs["make_paper"] == 1  # one job for 3 datasets × 7 detectors × 3 unlearners
     blocks = proc.stdout.split("\n\n")
-    for rule in ("train_model", "fit_ekfac", "score_probes", "unlearn", "extract_features", "train_detector_model",
-                 "train_clean", "evaluate_models", "poison_dataset"):
+    for rule in (
+        "train_model",
+        "fit_ekfac",
+        "score_probes",
+        "unlearn",
+        "extract_features",
+        "train_detector_model",
+        "train_clean",
+        "evaluate_models",
+        "poison_dataset",
+    ):
         block = next(b for b in blocks if f"rule {rule}:" in b and "/badnet/" not in b)
         res = block.split("resources:")[1].splitlines()[0]
         assert "gpu=1" in res and "mem_mb=" in res and "runtime=" in res, (rule, res)

@@ -26,8 +26,8 @@ def random_crop_flip(
         padded = F.pad(x, (padding, padding, padding, padding))
         dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
         dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-        rows = (torch.arange(h, device=x.device)[None, :] + dy[:, None])  # N×H
-        cols = (torch.arange(w, device=x.device)[None, :] + dx[:, None])  # N×W
+        rows = torch.arange(h, device=x.device)[None, :] + dy[:, None]  # N×H
+        cols = torch.arange(w, device=x.device)[None, :] + dx[:, None]  # N×W
         idx_n = torch.arange(n, device=x.device)[:, None, None]
         # N×H×W×C gathered, then back to N×C×H×W
         x = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

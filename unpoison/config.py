@@ -147,7 +147,9 @@ def _check_model(key: str, model: dict[str, Any], info: DatasetInfo | None) -> N
     except (RuntimeError, ValueError) as err:
         raise ConfigError(f"{key}.name: model {model['name']!r} cannot classify {c}×{h}×{w} images ({err})") from err
     if tuple(out.shape) != (1, classes):
-        raise ConfigError(f"{key}.name: model {model['name']!r} returned logits of shape {tuple(out.shape)} for one image")
+        raise ConfigError(
+            f"{key}.name: model {model['name']!r} returned logits of shape {tuple(out.shape)} for one image"
+        )
 
 
 def _check_dataset(config: dict[str, Any], name: str, check_data: bool) -> None:
@@ -177,7 +179,9 @@ def _check_dataset(config: dict[str, Any], name: str, check_data: bool) -> None:
         )
     for attack in config["attacks"]:
         if attack not in settings["attacks"]:
-            raise ConfigError(f"{key}.attacks: no settings for attack {attack!r}; add `{attack}: {{...}}` (e.g. its poison count)")
+            raise ConfigError(
+                f"{key}.attacks: no settings for attack {attack!r}; add `{attack}: {{...}}` (e.g. its poison count)"
+            )
     for attack, params in settings["attacks"].items():
         akey = f"{key}.attacks.{attack}"
         instance = _wrap(akey, ATTACKS.create, attack, params, akey)
@@ -206,16 +210,21 @@ def validate_config(config: dict[str, Any], check_data: bool = True, schema: str
         raise ConfigError(f"sweep.n_points: {sweep.n_points} exceeds queries.count = {config['queries']['count']}")
     for name in config.get("counterfactual", []):  # runs for those of them that are in the grid
         if name not in DETECTORS and "method" not in config["detector_settings"].get(name, {}):
-            raise ConfigError(f"counterfactual: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant")
+            raise ConfigError(
+                f"counterfactual: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant"
+            )
     for unlearner, detectors in (config.get("unlearn_on") or {}).items():  # pairs outside the grid are dropped
         if unlearner not in UNLEARNERS and "method" not in config["unlearner_settings"].get(unlearner, {}):
-            raise ConfigError(f"unlearn_on: {unlearner!r} is not a known unlearner; allowed: {sorted(UNLEARNERS)} or a named variant")
+            raise ConfigError(
+                f"unlearn_on: {unlearner!r} is not a known unlearner; allowed: {sorted(UNLEARNERS)} or a named variant"
+            )
         for name in detectors:
             if name not in DETECTORS and "method" not in config["detector_settings"].get(name, {}):
-                raise ConfigError(f"unlearn_on.{unlearner}: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant")
+                raise ConfigError(
+                    f"unlearn_on.{unlearner}: {name!r} is not a known detector; allowed: {sorted(DETECTORS)} or a named variant"
+                )
     for name in config["datasets"]:
         _check_dataset(config, name, check_data)
-
 
 
 # ---- normalised params for the rules -------------------------------------------------------------
@@ -225,7 +234,6 @@ def normalised_source(settings: dict[str, Any], key: str = "dataset") -> dict[st
     """The loader's complete settings (``source`` plus its keyword arguments, defaults filled in)."""
     given = {k: v for k, v in settings.items() if k not in SOURCE_EXCLUDED and k != "source"}
     return {"source": settings["source"], **bind_params(SOURCES[settings["source"]], given, key)}
-
 
 
 def normalised_model(model: dict[str, Any], key: str = "model") -> dict[str, Any]:

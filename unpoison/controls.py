@@ -19,7 +19,12 @@ from unpoison.training import predict
 
 
 def select_controls(
-    model: nn.Module, data: ImageData, count: int, seed: int, device: torch.device, batch_size: int = 512,
+    model: nn.Module,
+    data: ImageData,
+    count: int,
+    seed: int,
+    device: torch.device,
+    batch_size: int = 512,
     label: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """``count`` test images the model classifies correctly (as ``label``, when given), drawn by ``seed``.
@@ -85,6 +90,8 @@ def control_threshold(control_scores: torch.Tensor, k: int, alpha: float) -> flo
         alpha: the false-positive rate tolerated on clean queries, in (0, 1).
     """
     m = normalised_margin(control_scores, k).flatten()
-    return float(torch.quantile(m, alpha, interpolation="lower")) if m.numel() <= 16_000_000 else float(
-        np.quantile(m.numpy(), alpha, method="lower")
+    return (
+        float(torch.quantile(m, alpha, interpolation="lower"))
+        if m.numel() <= 16_000_000
+        else float(np.quantile(m.numpy(), alpha, method="lower"))
     )

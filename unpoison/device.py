@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Literal
+from contextlib import AbstractContextManager
+from typing import Literal
 
 import torch
 
@@ -35,7 +36,7 @@ def autocast_dtype(name: str | None) -> torch.dtype | None:
     return table[name]
 
 
-def autocast(device: torch.device, amp: str | None) -> ContextManager:
+def autocast(device: torch.device, amp: str | None) -> AbstractContextManager:
     """``torch.autocast`` on ``device`` with the config's AMP dtype, or a no-op for ``none``."""
     dtype = autocast_dtype(amp)
     if dtype is None:

@@ -52,7 +52,9 @@ def channel_moments(sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, var.clamp_min(0.0)
 
 
-def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+def input_gradients(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> torch.Tensor:
     """Per-example ∇ₓ CE(model(x), y) at uint8 images ``x`` in [0, 1] pixel units (eval mode; float32, CPU).
 
     The loss is summed over the batch: in eval mode examples do not interact, so each image's gradient is its own.
@@ -99,7 +101,14 @@ def gus_summary(real: np.ndarray, null: np.ndarray, fpr: float = 0.01) -> dict[s
     real, null = real[np.isfinite(real)], null[np.isfinite(null)]
     if len(real) == 0 or len(null) == 0:
         nan = float("nan")
-        return {"gus_mean": nan, "gus_std": nan, "gus_null_mean": nan, "gus_null_std": nan, "gus_tpr_at_1fpr": nan, "gus_auc": nan}
+        return {
+            "gus_mean": nan,
+            "gus_std": nan,
+            "gus_null_mean": nan,
+            "gus_null_std": nan,
+            "gus_tpr_at_1fpr": nan,
+            "gus_auc": nan,
+        }
     from sklearn.metrics import roc_auc_score  # imported here: evaluate jobs import this module
 
     threshold = np.quantile(-null, 1.0 - fpr)
@@ -115,8 +124,15 @@ def gus_summary(real: np.ndarray, null: np.ndarray, fpr: float = 0.01) -> dict[s
 
 
 def gaussian_unlearning_score(
-    model: nn.Module, clean: torch.Tensor, poisoned: torch.Tensor, labels: torch.Tensor, sigma: float,
-    device: torch.device, seed: int, n_null: int = 100, batch_size: int = 256,
+    model: nn.Module,
+    clean: torch.Tensor,
+    poisoned: torch.Tensor,
+    labels: torch.Tensor,
+    sigma: float,
+    device: torch.device,
+    seed: int,
+    n_null: int = 100,
+    batch_size: int = 256,
 ) -> dict[str, Any]:
     """The GUS of ``model`` on the poisoned points: :func:`gus_summary` plus the per-poison values
     (``gus_values``), the number of points scored and of null draws.
@@ -130,9 +146,17 @@ def gaussian_unlearning_score(
     delta = (poisoned.double() - clean.double()) / 255.0
     real = score_perturbations(grad, clean, delta, sigma).numpy()
     gen = torch.Generator().manual_seed(stage_seed(seed, "gus/null"))
-    null = torch.cat([
-        score_perturbations(grad[i : i + 64], clean[i : i + 64], null_draws(clean[i : i + 64], sigma, n_null, gen), sigma)
-        for i in range(0, len(clean), 64)
-    ]).numpy()
-    return {**gus_summary(real, null.ravel()), "gus_values": [float(v) for v in real], "gus_n_points": int(len(real)),
-            "gus_n_null": int(null.size)}
+    null = torch.cat(
+        [
+            score_perturbations(
+                grad[i : i + 64], clean[i : i + 64], null_draws(clean[i : i + 64], sigma, n_null, gen), sigma
+            )
+            for i in range(0, len(clean), 64)
+        ]
+    ).numpy()
+    return {
+        **gus_summary(real, null.ravel()),
+        "gus_values": [float(v) for v in real],
+        "gus_n_points": int(len(real)),
+        "gus_n_null": int(null.size),
+    }

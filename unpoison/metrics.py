@@ -30,8 +30,14 @@ def detection_metrics(flagged: np.ndarray, poison_indices: list[int] | np.ndarra
 
 
 def model_metrics(
-    model: nn.Module, data: ImageData, attack: Attack, truth: dict[str, Any], device: torch.device, batch_size: int = 512,
-    x_poisoned: torch.Tensor | None = None, seed: int = 0,
+    model: nn.Module,
+    data: ImageData,
+    attack: Attack,
+    truth: dict[str, Any],
+    device: torch.device,
+    batch_size: int = 512,
+    x_poisoned: torch.Tensor | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Clean test accuracy, poison success rate (PSR), robust accuracy (R-Acc) and the attack's own metrics.
 

@@ -7,7 +7,8 @@ Only Conv2d and Linear layers carry parameters that kronfluence tracks; BatchNor
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -118,7 +119,11 @@ class _Residual(nn.Module):
 
 @register_model("resnet9")
 def resnet9(
-    num_classes: int, in_channels: int = 3, width: int = 64, logit_scale: float = 0.125, mean: Stats = None,
+    num_classes: int,
+    in_channels: int = 3,
+    width: int = 64,
+    logit_scale: float = 0.125,
+    mean: Stats = None,
     std: Stats = None,
 ) -> nn.Module:
     """The compact residual network of the DAWNBench/airbench lineage (Page 2018), width ``w``:

@@ -16,7 +16,8 @@ import inspect
 import math
 import types
 import typing
-from typing import Any, Callable, Collection, Literal, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal
 
 
 class ParamError(ValueError):

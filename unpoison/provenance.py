@@ -41,7 +41,10 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "-C", str(_SOURCE_DIR), "describe", "--always", "--dirty", "--tags"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         if out.stdout.strip() and (_SOURCE_DIR / ".git").exists():
             return out.stdout.strip()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from unpoison.params import ParamError, bind_params
 
@@ -49,7 +50,9 @@ class Registry(dict, Generic[T]):
             what = f"method {method!r} of {name!r}" if method != name else repr(name)
             raise ValueError(f"{what} is not a known {self.kind}; registered: {sorted(self)}")
         if name in self and method != name:
-            raise ValueError(f"{name!r} is a registered {self.kind} itself and cannot run method {method!r}: give the variant a new name")
+            raise ValueError(
+                f"{name!r} is a registered {self.kind} itself and cannot run method {method!r}: give the variant a new name"
+            )
         return method
 
     def variant_params(self, settings: dict[str, Any] | None) -> dict[str, Any]:

@@ -42,8 +42,9 @@ class RelearnSettings(ConfigSettings):
     def recipe(self, base: TrainRecipe) -> TrainRecipe:
         """The fine-tuning recipe: the base recipe (batch, momentum, weight decay, augmentation) for ``epochs`` at a
         constant learning rate ``lr_factor`` × its peak."""
-        return TrainRecipe.from_dict({**base.to_dict(), "epochs": self.epochs, "lr": self.lr_factor * base.lr,
-                                      "milestones": []})
+        return TrainRecipe.from_dict(
+            {**base.to_dict(), "epochs": self.epochs, "lr": self.lr_factor * base.lr, "milestones": []}
+        )
 
 
 def relearn_subset(n_train: int, fraction: float, flagged: np.ndarray, seed: int) -> torch.Tensor:
@@ -53,7 +54,11 @@ def relearn_subset(n_train: int, fraction: float, flagged: np.ndarray, seed: int
 
 
 def relearn_metrics(
-    model: torch.nn.Module, evaluator: Any, flagged: np.ndarray, recipe: TrainRecipe, settings: RelearnSettings,
+    model: torch.nn.Module,
+    evaluator: Any,
+    flagged: np.ndarray,
+    recipe: TrainRecipe,
+    settings: RelearnSettings,
     log: TextIO | None = None,
 ) -> dict[str, Any]:
     """``psr_relearned`` and ``acc_relearned`` of a copy of ``model`` fine-tuned on the relearning subset.
@@ -66,8 +71,14 @@ def relearn_metrics(
     if len(idx) < 2:
         return {"psr_relearned": float("nan"), "acc_relearned": float("nan"), "n_relearn": int(len(idx))}
     net = copy.deepcopy(model)
-    train_model(net, evaluator.x_poisoned[idx], evaluator.y_poisoned[idx], settings.recipe(recipe),
-                stage_seed(evaluator.seed, "relearn/order"), evaluator.device)
+    train_model(
+        net,
+        evaluator.x_poisoned[idx],
+        evaluator.y_poisoned[idx],
+        settings.recipe(recipe),
+        stage_seed(evaluator.seed, "relearn/order"),
+        evaluator.device,
+    )
     after = evaluator.metrics(net)
     if log is not None:
         print(f"relearned on {len(idx)} points: PSR {after['psr']:.3f}, clean acc {after['clean_acc']:.3f}", file=log)

@@ -19,9 +19,10 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -95,7 +96,9 @@ def step_arguments(job: Any) -> dict[str, Any]:
     for part in (job.input, job.output, job.params):
         for name, value in part.items():
             if name in kwargs:
-                raise TypeError(f"rule {getattr(job, 'rule', '?')}: {name!r} names two of its inputs/outputs/params; rename one")
+                raise TypeError(
+                    f"rule {getattr(job, 'rule', '?')}: {name!r} names two of its inputs/outputs/params; rename one"
+                )
             kwargs[name] = value
     return kwargs
 

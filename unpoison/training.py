@@ -7,8 +7,9 @@ momentum 0.9 Nesterov, lr 0.1, weight decay 5e-4, lr ×0.1 at epochs 14/25/35, r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -49,7 +50,9 @@ class TrainRecipe(ConfigSettings):
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
         ms = list(self.milestones)
         require(
-            all(1 <= m < self.epochs for m in ms) and ms == sorted(set(ms)), "milestones", ms,
+            all(1 <= m < self.epochs for m in ms) and ms == sorted(set(ms)),
+            "milestones",
+            ms,
             f"increasing epochs in 1..{self.epochs - 1} (epochs = {self.epochs}; a later step never happens)",
         )
         require(0 < self.gamma <= 1, "gamma", self.gamma, "in (0, 1]")
@@ -143,7 +146,10 @@ def train_model(
 
 @torch.no_grad()
 def batched_forward(
-    model: nn.Module, x: torch.Tensor, device: torch.device, fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    model: nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 512,
 ) -> torch.Tensor:
     """``fn(xb)`` (default ``model(xb)``) over uint8 or [0, 1] float images ``x`` in batches, in eval mode.
@@ -172,7 +178,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return float((predict(model, x, device, batch_size) == y.cpu()).float().mean())
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+def penultimate_features(
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512
+) -> torch.Tensor:
     """``model.features(x)`` (the activations its linear head reads) of uint8 or [0, 1] images, in eval mode.
 
     Returns:

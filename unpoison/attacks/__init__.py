@@ -5,8 +5,7 @@ An attack turns clean training data into poisoned training data plus the ground 
 inputs it affects (for the poison success rate and for choosing the defender's query).
 """
 
+from unpoison.attacks import badnet, blend, gaussian, label_consistent, sig, smooth, wanet, witches_brew  # noqa: F401  (register each attack)  # noqa: F401  (BackdoorBench's standard attacks)
 from unpoison.attacks.base import ATTACKS, Attack, CleanModel, PoisonResult, get_attack, register_attack
-from unpoison.attacks import badnet, gaussian, smooth, witches_brew  # noqa: F401  (register each attack)
-from unpoison.attacks import blend, label_consistent, sig, wanet  # noqa: F401  (BackdoorBench's standard attacks)
 
 __all__ = ["ATTACKS", "Attack", "CleanModel", "PoisonResult", "get_attack", "register_attack"]

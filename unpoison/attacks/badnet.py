@@ -18,7 +18,12 @@ import numpy as np
 import torch
 
 from unpoison.attacks.base import (
-    Attack, CleanModel, PoisonResult, check_victim_counts, draw_victim_target, register_attack,
+    Attack,
+    CleanModel,
+    PoisonResult,
+    check_victim_counts,
+    draw_victim_target,
+    register_attack,
 )
 from unpoison.data import DatasetInfo, ImageData
 from unpoison.params import require
@@ -94,7 +99,9 @@ class BadNet(Attack):
             side = min(info.image_shape[1:])
             need = self.footprint()
             what = "the reference 4-pixel trigger" if self.params["pattern"] == "reference" else "size + margin"
-            require(need <= side, "size", self.params["size"], f"such that {what} ({need} px) fits the {side}-px images")
+            require(
+                need <= side, "size", self.params["size"], f"such that {what} ({need} px) fits the {side}-px images"
+            )
         check_victim_counts(self.params["count"], info, n_queries)
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:

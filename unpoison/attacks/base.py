@@ -76,8 +76,14 @@ class Attack(ABC):
         """Test inputs the attack targets: (images uint8, their true labels, the attacker's target labels)."""
 
     def extra_metrics(
-        self, model: nn.Module, data: ImageData, x_poisoned: torch.Tensor | None, truth: dict[str, Any],
-        device: torch.device, seed: int, batch_size: int = 512,
+        self,
+        model: nn.Module,
+        data: ImageData,
+        x_poisoned: torch.Tensor | None,
+        truth: dict[str, Any],
+        device: torch.device,
+        seed: int,
+        batch_size: int = 512,
     ) -> dict[str, Any]:
         """Attack-specific metrics of a model (evaluation only), merged into its metrics row; none by default.
         ``x_poisoned`` is the poisoned training set's images when the class sets ``metrics_read_poisoned``."""
@@ -102,7 +108,12 @@ def check_victim_counts(count: int, info: DatasetInfo, n_queries: int) -> None:
     images: ``count`` fits the smallest class's training images, ``n_queries`` its test images."""
     if info.train_counts is not None:
         smallest = int(np.min(info.train_counts))
-        require(count <= smallest, "count", count, f"≤ {smallest}, the smallest class's training images (any class can be the victim)")
+        require(
+            count <= smallest,
+            "count",
+            count,
+            f"≤ {smallest}, the smallest class's training images (any class can be the victim)",
+        )
     if info.test_counts is not None:
         fewest = int(np.min(info.test_counts))
         if n_queries > fewest:

@@ -69,11 +69,24 @@ class GaussianPoisoning(Attack):
         return data.x_test[:0], data.y_test[:0], data.y_test[:0]
 
     def extra_metrics(
-        self, model: torch.nn.Module, data: ImageData, x_poisoned: torch.Tensor, truth: dict[str, Any],
-        device: torch.device, seed: int, batch_size: int = 512,
+        self,
+        model: torch.nn.Module,
+        data: ImageData,
+        x_poisoned: torch.Tensor,
+        truth: dict[str, Any],
+        device: torch.device,
+        seed: int,
+        batch_size: int = 512,
     ) -> dict[str, Any]:
         """The Gaussian Unlearning Score of ``model`` (:func:`unpoison.gus.gaussian_unlearning_score`)."""
         idx = torch.as_tensor(truth["poison_indices"], dtype=torch.int64)
         return gaussian_unlearning_score(
-            model, data.x_train[idx], x_poisoned[idx], data.y_train[idx], truth["sigma"], device, seed, batch_size=batch_size
+            model,
+            data.x_train[idx],
+            x_poisoned[idx],
+            data.y_train[idx],
+            truth["sigma"],
+            device,
+            seed,
+            batch_size=batch_size,
         )

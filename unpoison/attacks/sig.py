@@ -63,7 +63,9 @@ class Sig(Attack):
     """
 
     display_name = "SIG"
-    citation = "Barni, Kallas & Tondi 2019, A New Backdoor Attack in CNNs by Training Set Corruption without Label Poisoning"
+    citation = (
+        "Barni, Kallas & Tondi 2019, A New Backdoor Attack in CNNs by Training Set Corruption without Label Poisoning"
+    )
 
     def __init__(self, count: int = 500, delta: float = 20.0, f: float = 6.0, delta_test: float | None = None) -> None:
         super().__init__(count=count, delta=delta, f=f, delta_test=delta_test)

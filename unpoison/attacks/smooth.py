@@ -35,7 +35,12 @@ import torch
 from torch import nn
 
 from unpoison.attacks.base import (
-    Attack, CleanModel, PoisonResult, check_victim_counts, draw_victim_target, register_attack,
+    Attack,
+    CleanModel,
+    PoisonResult,
+    check_victim_counts,
+    draw_victim_target,
+    register_attack,
 )
 from unpoison.data import DatasetInfo, ImageData, to_float
 from unpoison.params import require
@@ -96,8 +101,15 @@ def targeted_deepfool(model: nn.Module, x: torch.Tensor, target: int, steps: int
 
 
 def universal_smooth_trigger(
-    model: nn.Module, images: torch.Tensor, target: int, magnitude: float, sigma: float, passes: int,
-    deepfool_steps: int, rng: np.random.Generator, device: torch.device,
+    model: nn.Module,
+    images: torch.Tensor,
+    target: int,
+    magnitude: float,
+    sigma: float,
+    passes: int,
+    deepfool_steps: int,
+    rng: np.random.Generator,
+    device: torch.device,
 ) -> tuple[torch.Tensor, list[float]]:
     """Zeng et al.'s smooth universal perturbation towards ``target`` over uint8 ``images`` (N×C×H×W).
 
@@ -151,11 +163,20 @@ class Smooth(Attack):
     citation = "Zeng et al. 2021, Rethinking the Backdoor Attacks' Triggers: A Frequency Perspective"
 
     def __init__(
-        self, count: int = 500, magnitude: float = 0.2, sigma: float = 6.0, passes: int = 5, n_images: int = 100,
+        self,
+        count: int = 500,
+        magnitude: float = 0.2,
+        sigma: float = 6.0,
+        passes: int = 5,
+        n_images: int = 100,
         deepfool_steps: int = 50,
     ) -> None:
         super().__init__(
-            count=count, magnitude=magnitude, sigma=sigma, passes=passes, n_images=n_images,
+            count=count,
+            magnitude=magnitude,
+            sigma=sigma,
+            passes=passes,
+            n_images=n_images,
             deepfool_steps=deepfool_steps,
         )
         require(count >= 1, "count", count, "≥ 1 poisoned training image")
@@ -172,15 +193,21 @@ class Smooth(Attack):
             side = min(info.image_shape[1:])
             k = kernel_size(self.params["sigma"])
             require(
-                k // 2 < side, "sigma", self.params["sigma"],
+                k // 2 < side,
+                "sigma",
+                self.params["sigma"],
                 f"small enough that the {k}-tap blur kernel's half-width ({k // 2} px) is below the {side}-px image "
                 f"side (published σ = 6 px on 32×32: scale it by side/32, i.e. {6 * side / 32:g} px here)",
             )
         check_victim_counts(self.params["count"], info, n_queries)
         if info.train_counts is not None:
             smallest = int(min(info.train_counts))
-            require(self.params["n_images"] <= smallest, "n_images", self.params["n_images"],
-                    f"≤ {smallest}, the smallest class's training images (the trigger is searched on victim-class images)")
+            require(
+                self.params["n_images"] <= smallest,
+                "n_images",
+                self.params["n_images"],
+                f"≤ {smallest}, the smallest class's training images (the trigger is searched on victim-class images)",
+            )
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         if clean is None:
@@ -190,21 +217,35 @@ class Smooth(Attack):
         victim, target = draw_victim_target(data.num_classes, rng)
         pool = np.flatnonzero(data.y_train.numpy() == victim)
         if p["count"] > len(pool):
-            raise ValueError(f"smooth count={p['count']} exceeds the {len(pool)} training images of victim class {victim}")
+            raise ValueError(
+                f"smooth count={p['count']} exceeds the {len(pool)} training images of victim class {victim}"
+            )
         idx = np.sort(rng.choice(pool, size=p["count"], replace=False))
         if p["n_images"] > len(pool):
-            raise ValueError(f"smooth n_images={p['n_images']} exceeds the {len(pool)} training images of victim class {victim}")
+            raise ValueError(
+                f"smooth n_images={p['n_images']} exceeds the {len(pool)} training images of victim class {victim}"
+            )
         search = np.sort(rng.choice(pool, size=p["n_images"], replace=False))
         v, rates = universal_smooth_trigger(
-            clean.model, data.x_train[torch.from_numpy(search)], target, p["magnitude"], p["sigma"], p["passes"],
-            p["deepfool_steps"], rng, clean.device,
+            clean.model,
+            data.x_train[torch.from_numpy(search)],
+            target,
+            p["magnitude"],
+            p["sigma"],
+            p["passes"],
+            p["deepfool_steps"],
+            rng,
+            clean.device,
         )
         x, y = data.x_train.clone(), data.y_train.clone()
         t = torch.from_numpy(idx)
         x[t] = apply_trigger(x[t], v)
         y[t] = target
         truth = {
-            "attack": self.name, "victim": victim, "target": target, "poison_indices": idx.tolist(),
+            "attack": self.name,
+            "victim": victim,
+            "target": target,
+            "poison_indices": idx.tolist(),
             "trigger": v.tolist(),  # C×H×W in [0, magnitude]: evaluation re-applies it to the test images
             "search_target_rate": rates,  # per pass, on the search images, clean model (the attacker's own check)
         }

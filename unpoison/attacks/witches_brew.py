@@ -46,7 +46,8 @@ clean-model margin (an attacker's choice outside the published setting; 1 = the 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,9 @@ def target_gradient(model: nn.Module, x_target: torch.Tensor, adv_class: int) ->
     return [g.detach() for g in torch.autograd.grad(loss, _params(model))]
 
 
-def alignment_loss(model: nn.Module, target_grad: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def alignment_loss(
+    model: nn.Module, target_grad: Sequence[torch.Tensor], x: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """1 − cos(target_grad, ∇θ CE(model(x), y)) over all parameters, differentiable in ``x`` (create_graph)."""
     loss = F.cross_entropy(model(x), y)
     grads = torch.autograd.grad(loss, _params(model), create_graph=True)
@@ -204,8 +207,15 @@ class WitchesBrew(Attack):
         target_quantile: float = 1.0,
     ) -> None:
         super().__init__(
-            budget=budget, eps=eps, steps=steps, lr=lr, restarts=restarts, batch_size=batch_size, augment=augment,
-            ensemble=ensemble, target_quantile=target_quantile,
+            budget=budget,
+            eps=eps,
+            steps=steps,
+            lr=lr,
+            restarts=restarts,
+            batch_size=batch_size,
+            augment=augment,
+            ensemble=ensemble,
+            target_quantile=target_quantile,
         )
         require(budget >= 1, "budget", budget, "≥ 1 poisoned training image")
         require(1 <= eps <= 255, "eps", eps, "an integer radius in 1..255 (/255 units; the paper's 16)")
@@ -221,7 +231,9 @@ class WitchesBrew(Attack):
             return
         smallest = int(np.min(info.train_counts))
         require(
-            self.params["budget"] <= smallest, "budget", self.params["budget"],
+            self.params["budget"] <= smallest,
+            "budget",
+            self.params["budget"],
             f"≤ {smallest}, the smallest class's training images (any class can be the adversarial class)",
         )
 
@@ -240,11 +252,15 @@ class WitchesBrew(Attack):
             m.eval().to(clean.device).requires_grad_(True)  # gradients over every parameter (BatchNorm frozen)
         return models
 
-    def choose_target(self, model: nn.Module, data: ImageData, rng: np.random.Generator, device: torch.device) -> tuple[int, int]:
+    def choose_target(
+        self, model: nn.Module, data: ImageData, rng: np.random.Generator, device: torch.device
+    ) -> tuple[int, int]:
         """(test index, adversarial class): a test image the clean model classifies correctly and a class ≠ its
         label, uniform over such pairs, or over the ``target_quantile`` of them with the smallest logit margin."""
         with torch.no_grad():
-            logits = torch.cat([model(to_float(data.x_test[i : i + 512].to(device))).cpu() for i in range(0, len(data.x_test), 512)])
+            logits = torch.cat(
+                [model(to_float(data.x_test[i : i + 512].to(device))).cpu() for i in range(0, len(data.x_test), 512)]
+            )
         y = data.y_test
         correct = np.flatnonzero((logits.argmax(1) == y).numpy())
         if len(correct) == 0:
@@ -261,7 +277,9 @@ class WitchesBrew(Attack):
 
     def poison(self, data: ImageData, seed: int, clean: CleanModel | None = None) -> PoisonResult:
         if clean is None:
-            raise ValueError("witches_brew needs the clean model (needs_clean_model = True): pass clean=CleanModel(...)")
+            raise ValueError(
+                "witches_brew needs the clean model (needs_clean_model = True): pass clean=CleanModel(...)"
+            )
         p = self.params
         rng = self.rng(seed)
         device = clean.device
@@ -269,7 +287,9 @@ class WitchesBrew(Attack):
         target, adv = self.choose_target(clean.model, data, rng, device)
         pool = np.flatnonzero(data.y_train.numpy() == adv)
         if p["budget"] > len(pool):
-            raise ValueError(f"witches_brew budget={p['budget']} exceeds the {len(pool)} training images of class {adv}")
+            raise ValueError(
+                f"witches_brew budget={p['budget']} exceeds the {len(pool)} training images of class {adv}"
+            )
         idx = np.sort(rng.choice(pool, size=p["budget"], replace=False))
         models = self._models(data, seed, clean)
         x_t = to_float(data.x_test[target : target + 1].to(device))
@@ -282,7 +302,9 @@ class WitchesBrew(Attack):
         best, losses, histories = None, [], []
         for r in range(p["restarts"]):
             gen = torch.Generator().manual_seed(stage_seed(seed, f"poison/brew/restart{r}"))
-            delta, history = brew_restart(models, target_grads, x, y, p["eps"], p["steps"], p["lr"], p["batch_size"], pad, flip, gen)
+            delta, history = brew_restart(
+                models, target_grads, x, y, p["eps"], p["steps"], p["lr"], p["batch_size"], pad, flip, gen
+            )
             losses.append(float(history[-1]))
             histories.append(history.numpy())
             if best is None or losses[-1] < losses[best[0]]:
@@ -291,8 +313,12 @@ class WitchesBrew(Attack):
         x_out, y_out = data.x_train.clone(), data.y_train.clone()
         x_out[t] = quantize_poisons(data.x_train[t], delta, p["eps"])
         truth = {
-            "attack": self.name, "target_index": target, "target_class": int(data.y_test[target]),
-            "adversarial_class": adv, "poison_indices": idx.tolist(), "final_alignment_loss": losses,
+            "attack": self.name,
+            "target_index": target,
+            "target_class": int(data.y_test[target]),
+            "adversarial_class": adv,
+            "poison_indices": idx.tolist(),
+            "final_alignment_loss": losses,
             "chosen_restart": chosen,
         }
         artifacts = {
@@ -303,4 +329,8 @@ class WitchesBrew(Attack):
 
     def affected_test(self, data: ImageData, truth: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         i = int(truth["target_index"])
-        return data.x_test[i : i + 1].clone(), data.y_test[i : i + 1].clone(), torch.tensor([int(truth["adversarial_class"])])
+        return (
+            data.x_test[i : i + 1].clone(),
+            data.y_test[i : i + 1].clone(),
+            torch.tensor([int(truth["adversarial_class"])]),
+        )

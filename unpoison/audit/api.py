@@ -4,9 +4,10 @@ CLI's body; from Python it takes files or objects)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,13 +31,20 @@ def check_geometry(train: TrainingSet, input_size: Sequence[int] | None, augment
     available = sorted(augmentation_families(min(h, w), c))
     unknown = sorted(set(augmentations or ()) - set(available))
     if unknown:
-        raise AuditError(f"--augmentations {unknown}: not a family for these {c}-channel images; choose from "
-                         f"{available} (color_switch needs 3 channels)")
+        raise AuditError(
+            f"--augmentations {unknown}: not a family for these {c}-channel images; choose from "
+            f"{available} (color_switch needs 3 channels)"
+        )
 
 
 def read_training_set(
-    train: Any, num_classes: int | None, out: Path, sheet_size: int, input_size: Sequence[int] | None,
-    settings: AuditSettings, log: RunLog,
+    train: Any,
+    num_classes: int | None,
+    out: Path,
+    sheet_size: int,
+    input_size: Sequence[int] | None,
+    settings: AuditSettings,
+    log: RunLog,
 ) -> tuple[TrainingSet, int]:
     """The training set and the number of outputs, with every check that needs no model."""
     if sheet_size < 1:
@@ -49,8 +57,10 @@ def read_training_set(
         raise AuditError(f"--num-classes {k}: a classifier has at least 2 outputs")
     check_labels(data, k)
     check_geometry(data, input_size, settings.augmentations)
-    log(f"training set: {len(data.y)} images of {'×'.join(map(str, data.image_shape))} ({data.x.dtype}) from "
-        f"{data.path} ({data.kind}), {k} classes")
+    log(
+        f"training set: {len(data.y)} images of {'×'.join(map(str, data.image_shape))} ({data.x.dtype}) from "
+        f"{data.path} ({data.kind}), {k} classes"
+    )
     return data, k
 
 
@@ -58,14 +68,22 @@ def log_queries(q: Queries, data: TrainingSet, log: RunLog) -> None:
     """One line per suspicious image: the label audited, where it came from, the model's prediction."""
     for name, y, src, pred, conf in zip(q.paths, q.labels.tolist(), q.label_source, q.predicted, q.confidence):
         note = "" if src == "predicted" or y == pred else "  (differs from the model's prediction: is it affected?)"
-        log(f"{name}: audited as label {y} ({data.classes[y]}, {src}); the model predicts {pred} with p = "
-            f"{conf:.3f}{note}")
+        log(
+            f"{name}: audited as label {y} ({data.classes[y]}, {src}); the model predicts {pred} with p = "
+            f"{conf:.3f}{note}"
+        )
 
 
 def prepare_model(
-    model: nn.Module | str, train: TrainingSet, num_classes: int, weights: str | Path | None,
-    model_options: dict[str, Any] | None, mean: Sequence[float] | None, std: Sequence[float] | None,
-    input_size: Sequence[int] | None, log: RunLog,
+    model: nn.Module | str,
+    train: TrainingSet,
+    num_classes: int,
+    weights: str | Path | None,
+    model_options: dict[str, Any] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    input_size: Sequence[int] | None,
+    log: RunLog,
 ) -> tuple[nn.Module, ModelInfo]:
     """The audited model from an ``--arch`` string or an nn.Module (a copy: the caller's model is not changed),
     checked: trackable layers, runs on the training images, (batch, num_classes) logits."""
@@ -79,8 +97,10 @@ def prepare_model(
     check_trackable(net, info)
     check_forward(net, sample, num_classes, info)
     kinds = {t: sum(m["type"] == t for m in info.tracked) for t in sorted({m["type"] for m in info.tracked})}
-    log(f"model: {info.arch} ({info.family}); EK-FAC tracks {len(info.tracked)} modules "
-        f"({', '.join(f'{v} {k}' for k, v in kinds.items())}); input normalisation: {info.normalisation}")
+    log(
+        f"model: {info.arch} ({info.family}); EK-FAC tracks {len(info.tracked)} modules "
+        f"({', '.join(f'{v} {k}' for k, v in kinds.items())}); input normalisation: {info.normalisation}"
+    )
     return net, info
 
 

@@ -3,8 +3,9 @@ put it behind the audit's input convention (see :mod:`unpoison.audit.model`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,12 @@ TORCHSCRIPT = "torchscript"
 
 
 def _named(
-    arch: str, weights: str, num_classes: int, in_channels: int, options: dict[str, Any], info: ModelInfo,
+    arch: str,
+    weights: str,
+    num_classes: int,
+    in_channels: int,
+    options: dict[str, Any],
+    info: ModelInfo,
     normalised: bool,
 ) -> nn.Module:
     """A project model (normalises itself) or a torchvision architecture, with ``weights`` loaded."""
@@ -40,8 +46,10 @@ def _named(
     if is_project_model(arch, state):
         info.family, info.normalisation = "project", "inside the model (project model)"
         if normalised:
-            raise AuditError(f"--mean/--std do not apply to {arch!r}: project models normalise their inputs "
-                             "themselves, with the statistics stored in the state_dict; remove --mean/--std")
+            raise AuditError(
+                f"--mean/--std do not apply to {arch!r}: project models normalise their inputs "
+                "themselves, with the statistics stored in the state_dict; remove --mean/--std"
+            )
         try:
             net = build_model(arch, num_classes, in_channels, options)
         except ParamError as err:
@@ -64,7 +72,11 @@ def _named(
 
 
 def _imported(
-    arch: str, weights: str | None, num_classes: int, options: dict[str, Any], info: ModelInfo,
+    arch: str,
+    weights: str | None,
+    num_classes: int,
+    options: dict[str, Any],
+    info: ModelInfo,
     log: Callable[[str], None],
 ) -> nn.Module:
     """The user's class or factory, built with ``options``, with ``weights`` loaded when given."""
@@ -80,20 +92,32 @@ def _imported(
 
 
 def _torchscript(
-    weights: str, sample: torch.Tensor, options: dict[str, Any], mean: Sequence[float] | None,
-    std: Sequence[float] | None, input_size: Sequence[int] | None, info: ModelInfo,
+    weights: str,
+    sample: torch.Tensor,
+    options: dict[str, Any],
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    input_size: Sequence[int] | None,
+    info: ModelInfo,
 ) -> nn.Module:
     """The TorchScript model in ``weights``, converted so kronfluence can hook its layers."""
     if options:
-        raise AuditError(f"--model-option {sorted(options)} does not apply to --arch torchscript (the file holds the "
-                         "built model); remove it")
+        raise AuditError(
+            f"--model-option {sorted(options)} does not apply to --arch torchscript (the file holds the "
+            "built model); remove it"
+        )
     info.family = TORCHSCRIPT
     scripted = load_scripted(weights)
     channels = scripted_channels(scripted) or sample.shape[1]
     if channels != sample.shape[1] and not (sample.shape[1] == 1 and channels == 3):
         channels = sample.shape[1]
-    pre = InputAdapter(nn.Identity(), channels, check_stats(mean, "mean", channels), check_stats(std, "std", channels),
-                       tuple(input_size) if input_size is not None else None)
+    pre = InputAdapter(
+        nn.Identity(),
+        channels,
+        check_stats(mean, "mean", channels),
+        check_stats(std, "std", channels),
+        tuple(input_size) if input_size is not None else None,
+    )
     net, created = convert_scripted(scripted, pre.prepare(sample), weights)
     info.notes.append(f"converted from TorchScript; {len(created)} Linear/Conv2d layers rebuilt as modules")
     return net
@@ -137,8 +161,10 @@ def build_audit_model(
     if weights is not None:
         info.weights, info.weights_sha256 = str(weights), sha256(weights) if Path(weights).is_file() else None
     elif not is_import_spec(arch):
-        raise AuditError(f"--weights is required with --arch {arch} (only MODULE:NAME may build a trained model "
-                         "itself). Fix: --weights the state_dict file")
+        raise AuditError(
+            f"--weights is required with --arch {arch} (only MODULE:NAME may build a trained model "
+            "itself). Fix: --weights the state_dict file"
+        )
     in_channels = int(sample.shape[1])
     if arch == TORCHSCRIPT:
         net = _torchscript(str(weights), sample, options, mean, std, input_size, info)
@@ -150,8 +176,13 @@ def build_audit_model(
 
 
 def prepare_object_model(
-    model: nn.Module, sample: torch.Tensor, weights: str | Path | None = None, mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None, input_size: Sequence[int] | None = None, log: Callable[[str], None] = print,
+    model: nn.Module,
+    sample: torch.Tensor,
+    weights: str | Path | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_size: Sequence[int] | None = None,
+    log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, ModelInfo]:
     """A caller's ``nn.Module`` (``weights`` loaded into it when given) behind the audit's input convention."""
     if not isinstance(model, nn.Module):

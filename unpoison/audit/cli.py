@@ -13,8 +13,9 @@ import sys
 import tempfile
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -28,27 +29,55 @@ from unpoison.params import ParamError, coerce_value
 
 # name → (type, default, help); the one list of options (argparse and the YAML keys are built from it)
 OPTIONS: dict[str, tuple[Any, Any, str]] = {
-    "arch": (str, None, "the model: a project model (digits_cnn, resnet9, resnet18_cifar, resnet18), a torchvision "
-                        "name (torchvision.models.list_models(), e.g. resnet18), your own class or function as "
-                        "MODULE:NAME (e.g. mylab.models:PreActResNet18) or FILE.py:NAME (e.g. train.py:Net), built "
-                        "with --model-option, or torchscript (--weights is then the torch.jit.save file)"),
-    "weights": (str, None, "the model's plain state_dict file (torch.save(model.state_dict(), path)); with --arch "
-                           "torchscript the TorchScript file; optional with MODULE:NAME (a function that loads them)"),
+    "arch": (
+        str,
+        None,
+        "the model: a project model (digits_cnn, resnet9, resnet18_cifar, resnet18), a torchvision "
+        "name (torchvision.models.list_models(), e.g. resnet18), your own class or function as "
+        "MODULE:NAME (e.g. mylab.models:PreActResNet18) or FILE.py:NAME (e.g. train.py:Net), built "
+        "with --model-option, or torchscript (--weights is then the torch.jit.save file)",
+    ),
+    "weights": (
+        str,
+        None,
+        "the model's plain state_dict file (torch.save(model.state_dict(), path)); with --arch "
+        "torchscript the TorchScript file; optional with MODULE:NAME (a function that loads them)",
+    ),
     "train": (str, None, "training set: ImageFolder root (root/<class>/<image>) or .npz with x_train, y_train"),
-    "query": (list[str], None, "a suspicious image, PATH[:LABEL] (label = output index or class name; omitted = "
-                               "the model's prediction); repeat for several images of one attack"),
+    "query": (
+        list[str],
+        None,
+        "a suspicious image, PATH[:LABEL] (label = output index or class name; omitted = "
+        "the model's prediction); repeat for several images of one attack",
+    ),
     "out": (str, None, "output directory"),
     "num_classes": (int | None, None, "the model's outputs (default: the training set's classes)"),
-    "model_option": (dict, {}, "a keyword argument of the architecture KEY=VALUE (e.g. width=32; for MODULE:NAME "
-                               "the constructor's arguments; num_classes is passed when it takes one); repeatable"),
-    "mean": (list[float] | None, None, "per-channel mean your model normalised its [0, 1] inputs with (e.g. 0.485 "
-                                       "0.456 0.406), applied by the audit; project models normalise themselves"),
+    "model_option": (
+        dict,
+        {},
+        "a keyword argument of the architecture KEY=VALUE (e.g. width=32; for MODULE:NAME "
+        "the constructor's arguments; num_classes is passed when it takes one); repeatable",
+    ),
+    "mean": (
+        list[float] | None,
+        None,
+        "per-channel mean your model normalised its [0, 1] inputs with (e.g. 0.485 "
+        "0.456 0.406), applied by the audit; project models normalise themselves",
+    ),
     "std": (list[float] | None, None, "per-channel std (e.g. 0.229 0.224 0.225)"),
-    "input_size": (list[int] | None, None, "H W the model takes when it differs from the images' size: the "
-                                           "[0, 1] images are resized (bilinear) before the model"),
-    "augmentations": (list[str] | None, None, "augmentation families the transforms draw from (default all: "
-                                              "affine color_jitter color_switch elastic gaussian_blur hflip invert; "
-                                              "color_switch needs RGB)"),
+    "input_size": (
+        list[int] | None,
+        None,
+        "H W the model takes when it differs from the images' size: the "
+        "[0, 1] images are resized (bilinear) before the model",
+    ),
+    "augmentations": (
+        list[str] | None,
+        None,
+        "augmentation families the transforms draw from (default all: "
+        "affine color_jitter color_switch elastic gaussian_blur hflip invert; "
+        "color_switch needs RGB)",
+    ),
     "n_b": (int, 50, "transformed copies per suspicious image"),
     "tau": (float, 0.0, "Δ < tau counts as a collapse"),
     "k": (int, 1, "flag when ≥ n_b − k transforms collapse"),
@@ -57,14 +86,26 @@ OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "factor_batch_size": (int, 128, "batch size while fitting EK-FAC factors"),
     "score_batch_size": (int, 128, "training batch size while scoring"),
     "query_batch_size": (int, 64, "query gradients computed together (all are scored in one pass)"),
-    "query_gradient_low_rank": (int | None, None, "store the query gradients at this rank (kronfluence's "
-                                                  "low-rank approximation; less memory for large models; default "
-                                                  "exact)"),
-    "covariance_max_examples": (Cap, "auto", "fit the covariances on this many random training images; auto = a cap "
-                                             "when the estimated cost exceeds 2 training epochs; all = every image"),
-    "lambda_max_examples": (Cap, "auto", "fit the eigenvalue corrections on this many random training images; auto "
-                                         "= a cap when the estimated cost exceeds 2 training epochs (the stage that "
-                                         "dominates on wide conv layers); all = every image"),
+    "query_gradient_low_rank": (
+        int | None,
+        None,
+        "store the query gradients at this rank (kronfluence's "
+        "low-rank approximation; less memory for large models; default "
+        "exact)",
+    ),
+    "covariance_max_examples": (
+        Cap,
+        "auto",
+        "fit the covariances on this many random training images; auto = a cap "
+        "when the estimated cost exceeds 2 training epochs; all = every image",
+    ),
+    "lambda_max_examples": (
+        Cap,
+        "auto",
+        "fit the eigenvalue corrections on this many random training images; auto "
+        "= a cap when the estimated cost exceeds 2 training epochs (the stage that "
+        "dominates on wide conv layers); all = every image",
+    ),
     "sheet_size": (int, 32, "images on the contact sheet"),
 }
 REQUIRED = ("arch", "train", "query", "out")
@@ -93,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="unpoison-audit",
         description="Audit your own model with Δ-Influence: which training images make it give the suspicious "
-                    "image(s) their label? Writes flagged.csv/.npy, a contact sheet, the collapse plot and summary.md.",
+        "image(s) their label? Writes flagged.csv/.npy, a contact sheet, the collapse plot and summary.md.",
     )
     p.add_argument("--config", help="YAML file with any of the options below (command-line options override it)")
     for name, (kind, default, text) in OPTIONS.items():
@@ -178,16 +219,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         o = resolve_options(argv)
         settings = AuditSettings(
-            n_b=o["n_b"], tau=o["tau"], k=o["k"], seed=o["seed"], device=o["device"],
-            factor_batch_size=o["factor_batch_size"], score_batch_size=o["score_batch_size"],
-            query_batch_size=o["query_batch_size"], lambda_max_examples=o["lambda_max_examples"],
+            n_b=o["n_b"],
+            tau=o["tau"],
+            k=o["k"],
+            seed=o["seed"],
+            device=o["device"],
+            factor_batch_size=o["factor_batch_size"],
+            score_batch_size=o["score_batch_size"],
+            query_batch_size=o["query_batch_size"],
+            lambda_max_examples=o["lambda_max_examples"],
             covariance_max_examples=o["covariance_max_examples"],
             query_gradient_low_rank=o["query_gradient_low_rank"],
             augmentations=tuple(o["augmentations"]) if o["augmentations"] is not None else None,
         )
-        audit(o["arch"], o["train"], o["query"], o["out"], weights=o["weights"], settings=settings,
-              num_classes=o["num_classes"], model_options=o["model_option"], mean=o["mean"], std=o["std"],
-              input_size=o["input_size"], sheet_size=o["sheet_size"])
+        audit(
+            o["arch"],
+            o["train"],
+            o["query"],
+            o["out"],
+            weights=o["weights"],
+            settings=settings,
+            num_classes=o["num_classes"],
+            model_options=o["model_option"],
+            mean=o["mean"],
+            std=o["std"],
+            input_size=o["input_size"],
+            sheet_size=o["sheet_size"],
+        )
     except (AuditError, DatasetError, ParamError) as err:
         print(f"unpoison-audit: error: {err}", file=sys.stderr)
         return 2
@@ -196,8 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as err:  # a bug or an unforeseen failure: still one line, the traceback in a file
         path = _crash(err, o.get("out"))
-        print(f"unpoison-audit: error: unexpected {type(err).__name__}: {first_line(err)}. Full traceback: {path}",
-              file=sys.stderr)
+        print(
+            f"unpoison-audit: error: unexpected {type(err).__name__}: {first_line(err)}. Full traceback: {path}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -69,14 +69,30 @@ class AuditSettings:
             (self.factor_batch_size >= 1, "factor_batch_size", self.factor_batch_size, "≥ 1"),
             (self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "≥ 1"),
             (self.query_batch_size >= 1, "query_batch_size", self.query_batch_size, "≥ 1"),
-            (self.query_gradient_low_rank is None or self.query_gradient_low_rank >= 1, "query_gradient_low_rank",
-             self.query_gradient_low_rank, "≥ 1 or unset (exact)"),
-            (is_cap(self.lambda_max_examples), "lambda_max_examples", self.lambda_max_examples,
-             "auto, all (null) or ≥ 1"),
-            (is_cap(self.covariance_max_examples), "covariance_max_examples", self.covariance_max_examples,
-             "auto, all (null) or ≥ 1"),
-            (self.augmentations is None or len(self.augmentations) >= 1, "augmentations", self.augmentations,
-             "one or more family names, or unset (all)"),
+            (
+                self.query_gradient_low_rank is None or self.query_gradient_low_rank >= 1,
+                "query_gradient_low_rank",
+                self.query_gradient_low_rank,
+                "≥ 1 or unset (exact)",
+            ),
+            (
+                is_cap(self.lambda_max_examples),
+                "lambda_max_examples",
+                self.lambda_max_examples,
+                "auto, all (null) or ≥ 1",
+            ),
+            (
+                is_cap(self.covariance_max_examples),
+                "covariance_max_examples",
+                self.covariance_max_examples,
+                "auto, all (null) or ≥ 1",
+            ),
+            (
+                self.augmentations is None or len(self.augmentations) >= 1,
+                "augmentations",
+                self.augmentations,
+                "one or more family names, or unset (all)",
+            ),
         ]
         for ok, name, value, allowed in checks:
             if not ok:
@@ -162,7 +178,11 @@ def load_queries(
         labels.append(resolve_label(item, train.classes, num_classes) if given else pred)
         sources.append("given" if given else "predicted")
     return Queries(
-        [item.name for item in items], x, torch.tensor(labels, dtype=torch.int64), sources, predicted.tolist(),
+        [item.name for item in items],
+        x,
+        torch.tensor(labels, dtype=torch.int64),
+        sources,
+        predicted.tolist(),
         probs.max(1).values.tolist(),
     )
 
@@ -183,14 +203,50 @@ def query_memory_line(model: nn.Module, n_queries: int, rank: int | None) -> str
         total = float("inf")
     line = f"scoring holds {n_queries} query gradients of {per_query / 1e6:.1f} M values each: ~{gb:.1f} GB"
     if gb > 0.4 * total:
-        line += (f", a large share of this machine's {total:.0f} GB: fewer --query images, a smaller --n-b or "
-                 "--query-gradient-low-rank 32 reduce it")
+        line += (
+            f", a large share of this machine's {total:.0f} GB: fewer --query images, a smaller --n-b or "
+            "--query-gradient-low-rank 32 reduce it"
+        )
     return line
 
 
+def _probe_stack(queries: Queries, num_classes: int, settings: AuditSettings) -> StackedProbes:
+    """Each query and its n_b transforms (label + augmentation, probe ``both``) stacked for one score pass."""
+    probe_set = build_probe_set(
+        queries.x,
+        queries.labels,
+        num_classes,
+        settings.n_b,
+        settings.seed,
+        ("both",),
+        families=settings.augmentations,
+    )
+    return StackedProbes.of({"": probe_set})
+
+
+def _influence_settings(settings: AuditSettings) -> tuple[FactorSettings, ScoreSettings]:
+    """The audit's factor and score settings in the influence package's types."""
+    factors = FactorSettings(
+        batch_size=settings.factor_batch_size,
+        lambda_max_examples=settings.lambda_max_examples,
+        covariance_max_examples=settings.covariance_max_examples,
+    )
+    scoring = ScoreSettings(
+        train_batch_size=settings.score_batch_size,
+        query_batch_size=settings.query_batch_size,
+        query_gradient_low_rank=settings.query_gradient_low_rank,
+    )
+    return factors, scoring
+
+
 def run_audit(
-    model: nn.Module, train: TrainingSet, queries: Queries, num_classes: int, settings: AuditSettings,
-    work_dir: str | Path, log: RunLog,
+    model: nn.Module,
+    train: TrainingSet,
+    queries: Queries,
+    num_classes: int,
+    settings: AuditSettings,
+    work_dir: str | Path,
+    log: RunLog,
 ) -> AuditResult:
     """Fit EK-FAC factors on ``train``, score each query and its n_b transforms in ONE pass, apply the rule.
 
@@ -213,20 +269,18 @@ def run_audit(
         agreement = float((_probabilities(model, train.x, device).argmax(1) == train.y).float().mean())
     log(f"the model classifies {100 * agreement:.1f} % of the {len(train.y)} training images as labelled")
     with stage("probes", log):
-        probes = StackedProbes.of({"": build_probe_set(queries.x, queries.labels, num_classes, settings.n_b,
-                                                        settings.seed, ("both",), families=settings.augmentations)})
+        probes = _probe_stack(queries, num_classes, settings)
     start = time.perf_counter()
-    factors = FactorSettings(batch_size=settings.factor_batch_size, lambda_max_examples=settings.lambda_max_examples,
-                             covariance_max_examples=settings.covariance_max_examples)
-    scoring = ScoreSettings(train_batch_size=settings.score_batch_size, query_batch_size=settings.query_batch_size,
-                            query_gradient_low_rank=settings.query_gradient_low_rank)
+    factors, scoring = _influence_settings(settings)
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".audit-factors.") as tmp:
         log(f"fitting EK-FAC factors on {len(train.y)} training images ({device}) ...")
         with stage("factors", log):
             report = fit_factors(model, data, Path(tmp) / "ekfac", factors, device, settings.seed, log=log)
         seconds["factors"] = time.perf_counter() - start
-        log(f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
-            f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ...")
+        log(
+            f"factors fitted in {seconds['factors']:.1f} s; scoring {len(probes.labels)} queries "
+            f"({len(queries.labels)} image(s) × (1 + n_b = {settings.n_b})) in one pass ..."
+        )
         log(query_memory_line(model, len(probes.labels), settings.query_gradient_low_rank))
         with stage("scores", log):
             scores = score_queries(model, Path(tmp) / "ekfac", probes.dataset(), data, scoring, device, log)
@@ -236,5 +290,6 @@ def run_audit(
     collapse = collapse_counts(both["scores"], settings.tau)
     alone = [int((c >= settings.n_b - settings.k).sum()) for c in collapse]
     seconds["total"] = time.perf_counter() - start
-    return AuditResult(flagged, both["scores"], both["labels"], both["augmentations"], collapse, alone, agreement,
-                       seconds, report)
+    return AuditResult(
+        flagged, both["scores"], both["labels"], both["augmentations"], collapse, alone, agreement, seconds, report
+    )

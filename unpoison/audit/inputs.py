@@ -105,7 +105,9 @@ def load_image_folder(root: str | Path) -> TrainingSet:
             f"--train {root / 'train'}"
         )
     files = [
-        (f, d.name) for d in classes_dirs for f in sorted(d.rglob("*"))
+        (f, d.name)
+        for d in classes_dirs
+        for f in sorted(d.rglob("*"))
         if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not files:
@@ -146,11 +148,13 @@ def load_npz_train(path: str | Path) -> TrainingSet:
     except DatasetError as err:  # wrong dtype, shape or channels: its message names the array and the fix
         raise AuditError(str(err)) from err
     except (OSError, ValueError, EOFError) as err:
-        raise AuditError(f"{path}: unreadable as an .npz ({err}); write it with np.savez(path, x_train=..., "
-                         "y_train=...)") from err
+        raise AuditError(
+            f"{path}: unreadable as an .npz ({err}); write it with np.savez(path, x_train=..., y_train=...)"
+        ) from err
     if len(x) != len(y) or len(x) == 0:
-        raise AuditError(f"{path}: {len(x)} images but {len(y)} labels; x_train and y_train must match and not be "
-                         "empty")
+        raise AuditError(
+            f"{path}: {len(x)} images but {len(y)} labels; x_train and y_train must match and not be empty"
+        )
     if int(y.min()) < 0:
         raise AuditError(f"{path}: y_train holds label {int(y.min())}; labels are output indices ≥ 0")
     classes = classes or [str(i) for i in range(int(y.max()) + 1)]
@@ -186,11 +190,15 @@ def query_label(text: str, classes: list[str], num_classes: int, path: str) -> i
     elif text in classes:
         label = classes.index(text)
     else:
-        raise AuditError(f"--query {path}:{text}: the label must be an output index or a class name of the training "
-                         f"set ({classes[:20]})")
+        raise AuditError(
+            f"--query {path}:{text}: the label must be an output index or a class name of the training "
+            f"set ({classes[:20]})"
+        )
     if not 0 <= label < num_classes:
-        raise AuditError(f"--query {path}:{text}: label {label} is out of range; the model has {num_classes} outputs "
-                         f"(0..{num_classes - 1})")
+        raise AuditError(
+            f"--query {path}:{text}: label {label} is out of range; the model has {num_classes} outputs "
+            f"(0..{num_classes - 1})"
+        )
     return label
 
 

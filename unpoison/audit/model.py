@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -84,8 +85,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         ) from err
     except Exception as err:  # truncated or not a torch file
         if "torch.jit.load" in str(err) or "TorchScript archive" in str(err):
-            raise AuditError(f"--weights {str(path)!r} is a TorchScript file: pass --arch torchscript (or give the "
-                             "state_dict of the eager model)") from err
+            raise AuditError(
+                f"--weights {str(path)!r} is a TorchScript file: pass --arch torchscript (or give the "
+                "state_dict of the eager model)"
+            ) from err
         raise AuditError(f"--weights {str(path)!r} is not a readable torch file ({first_line(err)})") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
@@ -95,7 +98,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "tensor); save it with torch.save(model.state_dict(), 'weights.pt')"
         )
     if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     broken = [k for k, v in obj.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
         raise AuditError(
@@ -111,7 +114,11 @@ class InputAdapter(nn.Module):
     normalised with the user's statistics (identity when none are given)."""
 
     def __init__(
-        self, net: nn.Module, channels: int, mean: Sequence[float] | None, std: Sequence[float] | None,
+        self,
+        net: nn.Module,
+        channels: int,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
         size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
@@ -154,9 +161,9 @@ def align_keys(state: dict[str, torch.Tensor], expected: Sequence[str]) -> tuple
         return state, None
     for keys, other, strip in ((list(state), want, True), (list(want), set(state), False)):
         prefix = keys[0].split(".", 1)[0] + "."
-        if len(prefix) > 1 and all(k.startswith(prefix) for k in keys) and {k[len(prefix):] for k in keys} == other:
+        if len(prefix) > 1 and all(k.startswith(prefix) for k in keys) and {k[len(prefix) :] for k in keys} == other:
             if strip:
-                return {k[len(prefix):]: v for k, v in state.items()}, f"removed the prefix {prefix!r} from the keys"
+                return {k[len(prefix) :]: v for k, v in state.items()}, f"removed the prefix {prefix!r} from the keys"
             return {prefix + k: v for k, v in state.items()}, f"added the prefix {prefix!r} to the weights' keys"
     return state, None
 
@@ -173,7 +180,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str, hi
     unexpected = [k for k in state if k not in expected]
     shapes = [
         f"{k} {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in expected.items() if k in state and state[k].shape != v.shape
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or shapes:
         problems = []
@@ -207,14 +215,20 @@ def first_conv_channels(net: nn.Module) -> int | None:
 
 
 def adapt(
-    net: nn.Module, info: ModelInfo, in_channels: int, mean: Sequence[float] | None, std: Sequence[float] | None,
-    input_size: Sequence[int] | None, log: Callable[[str], None],
+    net: nn.Module,
+    info: ModelInfo,
+    in_channels: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    input_size: Sequence[int] | None,
+    log: Callable[[str], None],
 ) -> nn.Module:
     """Put ``net`` behind :class:`InputAdapter` when it needs normalising, resizing or 1→3 channels (recorded in
     ``info``); a network needing none of them is returned as it is (its module names stay the user's)."""
     if (mean is None) != (std is None):
-        raise AuditError("give both --mean and --std (the statistics your model normalised its inputs with), or "
-                         "neither")
+        raise AuditError(
+            "give both --mean and --std (the statistics your model normalised its inputs with), or neither"
+        )
     channels = first_conv_channels(net) or in_channels
     if not (channels == in_channels or (in_channels == 1 and channels == 3)):
         channels = in_channels  # let the input check report what the model takes
@@ -234,5 +248,7 @@ def adapt(
 
 def weights_hint(arch: str, num_classes: int) -> str:
     """The fix to name when weights do not fit ``arch``."""
-    return (f"check --arch {arch}, --num-classes {num_classes} and --model-option (the architecture's keyword "
-            "arguments, e.g. width) against the model that produced the file")
+    return (
+        f"check --arch {arch}, --num-classes {num_classes} and --model-option (the architecture's keyword "
+        "arguments, e.g. width) against the model that produced the file"
+    )

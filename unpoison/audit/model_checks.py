@@ -81,8 +81,10 @@ def _input_error(model: nn.Module, sample: torch.Tensor, err: Exception, info: M
     tried = f"tried 1 and 3 channels at {', '.join(map(str, PROBE_SIZES))} px"
     head = f"the model fails on the training images ({given}) with {type(err).__name__}: {first_line(err)}."
     if not shapes:
-        return AuditError(f"{head} It ran on no other input either ({tried}). Fix: check that --arch builds the "
-                          "network the weights come from and that its forward takes one batch of images")
+        return AuditError(
+            f"{head} It ran on no other input either ({tried}). Fix: check that --arch builds the "
+            "network the weights come from and that its forward takes one batch of images"
+        )
     sizes = sorted({(s[1], s[2]) for s in shapes if s[0] == info.channels}, key=lambda s: abs(s[0] - h))
     if sizes:
         hs, ws = sizes[0]
@@ -113,12 +115,16 @@ def check_forward(model: nn.Module, sample: torch.Tensor, num_classes: int, info
             "out['logits']) and give that class or function as --arch / model="
         )
     if out.ndim != 2 or out.shape[0] != len(sample):
-        raise AuditError(f"the model returns shape {tuple(out.shape)} for {len(sample)} images; the audit needs "
-                         "(batch, classes) logits. Fix: give a model whose forward returns them")
+        raise AuditError(
+            f"the model returns shape {tuple(out.shape)} for {len(sample)} images; the audit needs "
+            "(batch, classes) logits. Fix: give a model whose forward returns them"
+        )
     if out.shape[1] != num_classes:
-        raise AuditError(f"the model gives {out.shape[1]} outputs but the audit expects {num_classes} (the training "
-                         f"set's classes or --num-classes): pass --num-classes {out.shape[1]} if the model has more "
-                         "outputs than the training set has classes, or check the --model-option / num_classes it "
-                         "was built with")
+        raise AuditError(
+            f"the model gives {out.shape[1]} outputs but the audit expects {num_classes} (the training "
+            f"set's classes or --num-classes): pass --num-classes {out.shape[1]} if the model has more "
+            "outputs than the training set has classes, or check the --model-option / num_classes it "
+            "was built with"
+        )
     if not bool(torch.isfinite(out).all()):
         raise AuditError("the model gives NaN/inf logits on the training images: check the weights and --mean/--std")

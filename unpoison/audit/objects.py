@@ -10,8 +10,9 @@ model's normalisation is given separately (``mean``/``std``) — or a PIL image.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,10 @@ from unpoison.audit.inputs import (
     read_image,
 )
 
-FORMS = ("a path (ImageFolder root or .npz), a torch Dataset of (image, label) items, or (x, y) with x N×C×H×W "
-         "(uint8, or float in [0, 1]) and y integer labels")
+FORMS = (
+    "a path (ImageFolder root or .npz), a torch Dataset of (image, label) items, or (x, y) with x N×C×H×W "
+    "(uint8, or float in [0, 1]) and y integer labels"
+)
 
 
 def check_range(low: float, high: float, where: str) -> None:
@@ -49,8 +52,9 @@ def as_image(obj: Any, where: str) -> torch.Tensor:
             obj = obj.transpose(2, 0, 1)  # H×W×C
         obj = torch.from_numpy(np.ascontiguousarray(obj))
     if not isinstance(obj, torch.Tensor):
-        raise AuditError(f"{where}: a {type(obj).__name__} is not an image; give a tensor or array (C×H×W) or a PIL "
-                         "image")
+        raise AuditError(
+            f"{where}: a {type(obj).__name__} is not an image; give a tensor or array (C×H×W) or a PIL image"
+        )
     x = obj.detach().cpu()
     x = x[None] if x.ndim == 2 else x
     if x.ndim != 3 or x.shape[0] not in (1, 3):
@@ -68,8 +72,10 @@ def stack_images(images: list[torch.Tensor], names: Sequence[str], what: str) ->
     shape = images[0].shape
     for name, im in zip(names, images):
         if im.shape != shape:
-            raise AuditError(f"{what}: image {name} is {tuple(im.shape)}, image {names[0]} is {tuple(shape)} (C×H×W); "
-                             "all must have one size and channel count")
+            raise AuditError(
+                f"{what}: image {name} is {tuple(im.shape)}, image {names[0]} is {tuple(shape)} (C×H×W); "
+                "all must have one size and channel count"
+            )
     if any(im.is_floating_point() for im in images):
         return torch.stack([im.float() / 255 if im.dtype == torch.uint8 else im for im in images])
     return torch.stack(images)
@@ -101,9 +107,11 @@ def from_dataset(ds: Any) -> TrainingSet:
     if not isinstance(first, (tuple, list)) or len(first) < 2:
         raise AuditError(f"train: Dataset items must be (image, label) pairs, item 0 is a {type(first).__name__}")
     if not torch.equal(as_image(first[0], "train[0]"), as_image(again[0], "train[0]")):
-        raise AuditError("train: the Dataset returns a different image each time item 0 is read (random "
-                         "augmentation?). Fix: give the training images without random transforms (e.g. only "
-                         "ToTensor())")
+        raise AuditError(
+            "train: the Dataset returns a different image each time item 0 is read (random "
+            "augmentation?). Fix: give the training images without random transforms (e.g. only "
+            "ToTensor())"
+        )
     images, labels = [], []
     for i in range(n):
         item = ds[i]
@@ -121,11 +129,13 @@ def from_arrays(x: Any, y: Any) -> TrainingSet:
         x = torch.from_numpy(np.ascontiguousarray(x))
     y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise AuditError(f"train: x must be N×C×H×W images with 1 or 3 channels, got shape "
-                         f"{tuple(getattr(x, 'shape', ()))}; {FORMS}")
+        raise AuditError(
+            f"train: x must be N×C×H×W images with 1 or 3 channels, got shape {tuple(getattr(x, 'shape', ()))}; {FORMS}"
+        )
     if y.ndim != 1 or len(y) != len(x) or y.is_floating_point() or len(x) == 0:
-        raise AuditError(f"train: y must hold one integer label per image ({len(x)}), got shape {tuple(y.shape)} "
-                         f"{y.dtype}")
+        raise AuditError(
+            f"train: y must hold one integer label per image ({len(x)}), got shape {tuple(y.shape)} {y.dtype}"
+        )
     x = x.detach().cpu()
     if x.is_floating_point():
         check_range(float(x.min()), float(x.max()), "train x")

@@ -24,7 +24,7 @@ from unpoison.report.figures import plot_collapse  # noqa: E402
 
 FILES = {
     "flagged.csv": "the flagged training images, most collapsed first: index, file, label, collapse count, base "
-                   "influence",
+    "influence",
     "flagged.npy": "the same indices (int64, sorted), into the training set in the order the audit read it",
     "top_collapsed.png": "contact sheet of the most collapsed training images (red title: flagged)",
     "collapse.png": "Δ per transform and the collapse count, flagged vs the other training images (first image)",
@@ -65,15 +65,17 @@ def flagged_table(train: TrainingSet, result: AuditResult) -> pd.DataFrame:
     is_flagged = np.zeros(len(order), dtype=bool)
     is_flagged[result.flagged] = True
     rows = order[is_flagged[order]]
-    table = pd.DataFrame({
-        "rank": np.arange(1, len(rows) + 1),
-        "index": rows,
-        "file": [train.names[i] for i in rows],
-        "label": train.y[rows].numpy(),
-        "class": [train.classes[int(train.y[i])] for i in rows],
-        "collapse_count": result.collapse.min(dim=0).values.numpy()[rows],
-        "base_influence": result.scores[:, 0].mean(dim=0).numpy()[rows],
-    })
+    table = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(rows) + 1),
+            "index": rows,
+            "file": [train.names[i] for i in rows],
+            "label": train.y[rows].numpy(),
+            "class": [train.classes[int(train.y[i])] for i in rows],
+            "collapse_count": result.collapse.min(dim=0).values.numpy()[rows],
+            "base_influence": result.scores[:, 0].mean(dim=0).numpy()[rows],
+        }
+    )
     if len(result.collapse) > 1:
         for q in range(len(result.collapse)):
             table[f"collapse_count_q{q + 1}"] = result.collapse[q].numpy()[rows]
@@ -95,10 +97,15 @@ def contact_sheet(train: TrainingSet, result: AuditResult, n_b: int, out: Path, 
         img = train.x[i].permute(1, 2, 0).float().numpy() / (255.0 if train.x.dtype == torch.uint8 else 1.0)
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         name = Path(train.names[i]).name
-        ax.set_title(f"{name[:14]}\n{train.classes[int(train.y[i])][:10]} · {int(worst[i])}/{n_b}", fontsize=7,
-                     color="tab:red" if i in flagged else "0.35")
-    fig.suptitle(f"most collapsed training images: file, label · collapse count (red: flagged, {len(flagged)} in all)",
-                 fontsize=9)
+        ax.set_title(
+            f"{name[:14]}\n{train.classes[int(train.y[i])][:10]} · {int(worst[i])}/{n_b}",
+            fontsize=7,
+            color="tab:red" if i in flagged else "0.35",
+        )
+    fig.suptitle(
+        f"most collapsed training images: file, label · collapse count (red: flagged, {len(flagged)} in all)",
+        fontsize=9,
+    )
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -116,8 +123,11 @@ def model_lines(inputs: dict[str, Any]) -> list[str]:
     kinds = ", ".join(f"{sum(m['type'] == t for m in tracked)} {t}" for t in sorted({m["type"] for m in tracked}))
     names = ", ".join(f"`{m['name']}`" for m in tracked[:40])
     names += f", … ({len(tracked) - 40} more)" if len(tracked) > 40 else ""
-    weights = (f"weights `{inputs['weights']}` (sha256 {(inputs.get('weights_sha256') or '?')[:12]})"
-               if inputs.get("weights") else "no weights file (the model as built)")
+    weights = (
+        f"weights `{inputs['weights']}` (sha256 {(inputs.get('weights_sha256') or '?')[:12]})"
+        if inputs.get("weights")
+        else "no weights file (the model as built)"
+    )
     size = inputs.get("input_size")
     lines = [
         f"- model: `{inputs['arch']}` ({inputs['family']}), {inputs['num_classes']} outputs, options "
@@ -154,17 +164,40 @@ def fit_lines(result: AuditResult, settings: AuditSettings) -> list[str]:
     ]
 
 
+HOW_TO_READ = (
+    "For each suspicious image z, the audit computed the EK-FAC influence of every training image on z with "
+    "the label above (positive = the training image pushes the model towards that label), then on n_b "
+    "transformed copies of z, each with a random other label and a random augmentation (families under Settings). "
+    "Δ(i, j) is the change of training image i's influence "
+    "under transform j. Ordinary training images support many copies and labels; a poison's influence is tied "
+    "to the exact trigger–label pair and collapses under nearly every transform. A training image is flagged "
+    "when at least n_b − k of its Δ are below τ, for EVERY suspicious image. `collapse_count` is that number "
+    "(the smallest over the images); `base_influence` its influence on the image itself (mean over images).\n"
+)
+
+
 def summary_markdown(
-    inputs: dict[str, Any], train: TrainingSet, queries: Queries, result: AuditResult, settings: AuditSettings,
-    table: pd.DataFrame, files: list[str],
+    inputs: dict[str, Any],
+    train: TrainingSet,
+    queries: Queries,
+    result: AuditResult,
+    settings: AuditSettings,
+    table: pd.DataFrame,
+    files: list[str],
 ) -> str:
     """summary.md: inputs, settings, counts, top entries, how to read it and its caveats."""
     n, n_flag = len(train.y), len(result.flagged)
     by_label = pd.Series(train.y[result.flagged].numpy()).map(lambda c: train.classes[c]).value_counts()
     qrows = "".join(
         f"| {p} | {train.classes[int(y)]} ({int(y)}, {src}) | {train.classes[pr]} ({pr}), p = {conf:.3f} | {alone} |\n"
-        for p, y, src, pr, conf, alone in zip(queries.paths, queries.labels, queries.label_source, queries.predicted,
-                                             queries.confidence, result.per_image_flagged)
+        for p, y, src, pr, conf, alone in zip(
+            queries.paths,
+            queries.labels,
+            queries.label_source,
+            queries.predicted,
+            queries.confidence,
+            result.per_image_flagged,
+        )
     )
     c, h, w = train.image_shape
     s = settings
@@ -176,8 +209,11 @@ def summary_markdown(
         *model_lines(inputs),
         f"- training set: `{train.path}` ({train.kind}), {n} images of {c}×{h}×{w}, {len(train.classes)} classes; "
         f"the model classifies **{100 * result.train_agreement:.1f} %** of them as labelled"
-        + (" — LOW: check the architecture, --mean/--std and the class-folder → label mapping"
-           if result.train_agreement < 0.5 else ""),
+        + (
+            " — LOW: check the architecture, --mean/--std and the class-folder → label mapping"
+            if result.train_agreement < 0.5
+            else ""
+        ),
         "- suspicious images (audited with the label shown; `predicted` = the model's own):\n",
         "| image | audited label | model predicts | flagged by this image alone |\n|---|---|---|---:|\n" + qrows,
         "## Settings\n",
@@ -187,16 +223,10 @@ def summary_markdown(
         *fit_lines(result, settings),
         f"\n## Top entries (of {n_flag}; all in flagged.csv)\n",
         _md_table(table.head(20)[["rank", "index", "file", "class", "collapse_count", "base_influence"]])
-        if n_flag else "none flagged\n",
+        if n_flag
+        else "none flagged\n",
         "## How to read it\n",
-        "For each suspicious image z, the audit computed the EK-FAC influence of every training image on z with "
-        "the label above (positive = the training image pushes the model towards that label), then on n_b "
-        "transformed copies of z, each with a random other label and a random augmentation (families under Settings). "
-        "Δ(i, j) is the change of training image i's influence "
-        "under transform j. Ordinary training images support many copies and labels; a poison's influence is tied "
-        "to the exact trigger–label pair and collapses under nearly every transform. A training image is flagged "
-        "when at least n_b − k of its Δ are below τ, for EVERY suspicious image. `collapse_count` is that number "
-        "(the smallest over the images); `base_influence` its influence on the image itself (mean over images).\n",
+        HOW_TO_READ,
         "Files:\n",
         "".join(f"- `{f}`: {FILES[f]}\n" for f in files if f in FILES),
         "## Caveats\n",
@@ -205,9 +235,36 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _collapse_figures(
+    out: Path, train: TrainingSet, queries: Queries, result: AuditResult, settings: AuditSettings
+) -> list[str]:
+    """One collapse histogram per suspicious image (flagged vs not; the audit has no ground truth)."""
+    marked = np.zeros(len(train.y), dtype=bool)
+    marked[result.flagged] = True
+    names = []
+    for q in range(len(queries.paths)):
+        name = "collapse.png" if q == 0 else f"collapse_q{q + 1}.png"
+        plot_collapse(
+            result.scores[q].numpy(),
+            marked,
+            str(out / name),
+            settings.tau,
+            settings.k,
+            ("not flagged", "flagged"),
+            f"{Path(queries.paths[q]).name} as {train.classes[int(queries.labels[q])]}: no ground truth",
+        )
+        names.append(name)
+    return names
+
+
 def write_outputs(
-    out: str | Path, inputs: dict[str, Any], train: TrainingSet, queries: Queries, result: AuditResult,
-    settings: AuditSettings, sheet_size: int = 32,
+    out: str | Path,
+    inputs: dict[str, Any],
+    train: TrainingSet,
+    queries: Queries,
+    result: AuditResult,
+    settings: AuditSettings,
+    sheet_size: int = 32,
 ) -> list[str]:
     """Write every output into ``out`` (each atomically; summary.md last) and return their names."""
     out = Path(out)
@@ -216,26 +273,33 @@ def write_outputs(
     with atomic_path(out / "flagged.csv") as tmp:
         table.to_csv(tmp, index=False)
     save_npy(result.flagged.astype(np.int64), out / "flagged.npy")
-    save_torch({
-        "scores": result.scores, "labels": result.probe_labels, "augmentations": result.augmentations,
-        "query_files": queries.paths, "train_files": train.names,
-    }, out / "scores.pt")
+    save_torch(
+        {
+            "scores": result.scores,
+            "labels": result.probe_labels,
+            "augmentations": result.augmentations,
+            "query_files": queries.paths,
+            "train_files": train.names,
+        },
+        out / "scores.pt",
+    )
     contact_sheet(train, result, settings.n_b, out / "top_collapsed.png", sheet_size)
-    marked = np.zeros(len(train.y), dtype=bool)
-    marked[result.flagged] = True
     files = ["flagged.csv", "flagged.npy", "scores.pt", "top_collapsed.png"]
-    for q in range(len(queries.paths)):
-        name = "collapse.png" if q == 0 else f"collapse_q{q + 1}.png"
-        plot_collapse(result.scores[q].numpy(), marked, str(out / name), settings.tau, settings.k, ("not flagged", "flagged"),
-                      f"{Path(queries.paths[q]).name} as {train.classes[int(queries.labels[q])]}: no ground truth")
-        files.append(name)
+    files += _collapse_figures(out, train, queries, result, settings)
     summary = {
-        "inputs": inputs, "settings": asdict(settings), "fit": result.fit.to_json() if result.fit else None,
-        "n_train": len(train.y), "n_flagged": len(result.flagged),
-        "flagged_per_image": result.per_image_flagged, "train_agreement": result.train_agreement,
-        "queries": [{"file": p, "label": int(y), "label_source": s, "predicted": pr, "confidence": c}
-                    for p, y, s, pr, c in zip(queries.paths, queries.labels, queries.label_source, queries.predicted,
-                                              queries.confidence)],
+        "inputs": inputs,
+        "settings": asdict(settings),
+        "fit": result.fit.to_json() if result.fit else None,
+        "n_train": len(train.y),
+        "n_flagged": len(result.flagged),
+        "flagged_per_image": result.per_image_flagged,
+        "train_agreement": result.train_agreement,
+        "queries": [
+            {"file": p, "label": int(y), "label_source": s, "predicted": pr, "confidence": c}
+            for p, y, s, pr, c in zip(
+                queries.paths, queries.labels, queries.label_source, queries.predicted, queries.confidence
+            )
+        ],
         "seconds": result.seconds,
     }
     save_json(summary, out / "audit.json")
@@ -244,4 +308,3 @@ def write_outputs(
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summary_markdown(inputs, train, queries, result, settings, table, files))
     return [f for f in files if f != "audit.log"] + ["summary.md"]
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from unpoison.audit.inputs import AuditError, first_line
 from unpoison.influence import InfluenceStageError
@@ -74,8 +74,9 @@ class AuditStageError(RuntimeError):
         self.stage, self.module, self.hint, self.log_path = stage, module, hint, log_path
         where = f"stage {stage!r}" + (f", module {module!r}" if module else "")
         tail = f" Full traceback: {log_path}" if log_path else ""
-        super().__init__(f"{where} failed with {type(cause).__name__}: {first_line(cause).rstrip('.')}. Try: {hint}."
-                         f"{tail}")
+        super().__init__(
+            f"{where} failed with {type(cause).__name__}: {first_line(cause).rstrip('.')}. Try: {hint}.{tail}"
+        )
 
 
 def locate(exc: BaseException) -> tuple[str | None, str | None]:
@@ -108,12 +109,16 @@ def hint(stage: str, exc: BaseException) -> str:
             return "a smaller --factor-batch-size (e.g. 32), or --covariance-max-examples / --lambda-max-examples"
         return "a smaller --score-batch-size (e.g. 32) and --query-batch-size (e.g. 8)"
     if "linalg" in type(exc).__module__ or "linalgerror" in type(exc).__name__.lower() or "eigh" in text:
-        return ("this module's covariance could not be decomposed (e.g. a layer whose inputs are constant or mostly "
-                "padding, like 3×3 convs on 1×1 feature maps); update unpoison, or report it with audit.log")
+        return (
+            "this module's covariance could not be decomposed (e.g. a layer whose inputs are constant or mostly "
+            "padding, like 3×3 convs on 1×1 feature maps); update unpoison, or report it with audit.log"
+        )
     if isinstance(exc, FloatingPointError):
         return "check the weights for NaN/inf and the --mean/--std; influence scores must be finite"
-    return ("check that the model's forward runs in eval mode on batches of training images and that its loss "
-            "backpropagates to its Linear/Conv2d layers; rerun with --device cpu to rule out the GPU")
+    return (
+        "check that the model's forward runs in eval mode on batches of training images and that its loss "
+        "backpropagates to its Linear/Conv2d layers; rerun with --device cpu to rule out the GPU"
+    )
 
 
 @contextmanager

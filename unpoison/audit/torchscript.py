@@ -19,8 +19,10 @@ from torch import fx, nn
 
 from unpoison.audit.inputs import AuditError, first_line
 
-_FIX = ("audit the eager model instead: --arch MODULE:CLASS (or FILE.py:CLASS) with --weights a state_dict "
-        "(torch.jit.load(path).state_dict() gives the weights, under the same names)")
+_FIX = (
+    "audit the eager model instead: --arch MODULE:CLASS (or FILE.py:CLASS) with --weights a state_dict "
+    "(torch.jit.load(path).state_dict() gives the weights, under the same names)"
+)
 
 
 def load_scripted(path: str | Path) -> torch.jit.ScriptModule:
@@ -33,8 +35,10 @@ def load_scripted(path: str | Path) -> torch.jit.ScriptModule:
             warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
             return torch.jit.load(str(p), map_location="cpu").eval()
     except Exception as err:
-        raise AuditError(f"--weights {str(path)!r} is not a TorchScript file ({first_line(err)}): with --arch "
-                         "torchscript give the file written by torch.jit.save(torch.jit.script(model), path)") from err
+        raise AuditError(
+            f"--weights {str(path)!r} is not a TorchScript file ({first_line(err)}): with --arch "
+            "torchscript give the file written by torch.jit.save(torch.jit.script(model), path)"
+        ) from err
 
 
 def _module_for(node: fx.Node, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
@@ -43,11 +47,17 @@ def _module_for(node: fx.Node, weight: torch.Tensor, bias: torch.Tensor | None) 
         module: nn.Module = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     else:
         args = list(node.args) + [None] * (7 - len(node.args))
-        stride, padding, dilation, groups = (node.kwargs.get(k, a) for k, a in
-                                             zip(("stride", "padding", "dilation", "groups"), args[3:7]))
+        stride, padding, dilation, groups = (
+            node.kwargs.get(k, a) for k, a in zip(("stride", "padding", "dilation", "groups"), args[3:7])
+        )
         module = nn.Conv2d(
-            weight.shape[1] * (groups or 1), weight.shape[0], tuple(weight.shape[2:]), stride=tuple(stride or (1, 1)),
-            padding=tuple(padding or (0, 0)), dilation=tuple(dilation or (1, 1)), groups=groups or 1,
+            weight.shape[1] * (groups or 1),
+            weight.shape[0],
+            tuple(weight.shape[2:]),
+            stride=tuple(stride or (1, 1)),
+            padding=tuple(padding or (0, 0)),
+            dilation=tuple(dilation or (1, 1)),
+            groups=groups or 1,
             bias=bias is not None,
         )
     module.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
@@ -151,8 +161,10 @@ def convert_scripted(
             exported = TS2EPConverter(scripted, (sample,)).convert().module()
         gm = fx.GraphModule(exported, exported.graph)  # a plain GraphModule: the exported one refuses .eval()
     except Exception as err:
-        raise AuditError(f"--weights {str(path)!r}: torch could not convert this TorchScript model into a graph "
-                         f"whose layers can be hooked ({type(err).__name__}: {first_line(err)}); {_FIX}") from err
+        raise AuditError(
+            f"--weights {str(path)!r}: torch could not convert this TorchScript model into a graph "
+            f"whose layers can be hooked ({type(err).__name__}: {first_line(err)}); {_FIX}"
+        ) from err
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
@@ -161,6 +173,8 @@ def convert_scripted(
         want, got = scripted(sample), gm(sample)
     same = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape
     if not same or not torch.allclose(got, want, atol=1e-4, rtol=1e-4):
-        raise AuditError(f"--weights {str(path)!r}: the converted TorchScript model does not reproduce the file's "
-                         f"outputs on the training images; {_FIX}")
+        raise AuditError(
+            f"--weights {str(path)!r}: the converted TorchScript model does not reproduce the file's "
+            f"outputs on the training images; {_FIX}"
+        )
     return gm.eval(), created

@@ -47,8 +47,10 @@ def import_file(path: str) -> ModuleType:
     """Import a Python file as a module (its directory goes on ``sys.path`` so its own imports resolve)."""
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise AuditError(f"--arch: file {path!r} not found (looked at {p}). Fix: give the path of the .py file that "
-                         "defines the model, relative to the current directory or absolute")
+        raise AuditError(
+            f"--arch: file {path!r} not found (looked at {p}). Fix: give the path of the .py file that "
+            "defines the model, relative to the current directory or absolute"
+        )
     if str(p.parent) not in sys.path:
         sys.path.insert(0, str(p.parent))
     name = f"unpoison_user_{p.stem}"
@@ -86,14 +88,20 @@ def import_module(name: str) -> ModuleType:
 
 def _import_failed(what: str, err: BaseException) -> AuditError:
     if isinstance(err, ModuleNotFoundError) and err.name:
-        return AuditError(f"--arch: importing {what!r} failed: it imports {err.name!r}, which is not installed. "
-                          f"Fix: install it in this environment (e.g. pip install {err.name.split('.')[0]})")
+        return AuditError(
+            f"--arch: importing {what!r} failed: it imports {err.name!r}, which is not installed. "
+            f"Fix: install it in this environment (e.g. pip install {err.name.split('.')[0]})"
+        )
     if isinstance(err, SystemExit):
-        return AuditError(f"--arch: importing {what!r} ran sys.exit({err.code}): the file runs a script when imported. "
-                          "Fix: put the script part under `if __name__ == \"__main__\":`")
-    return AuditError(f"--arch: importing {what!r} raised {type(err).__name__}: {first_line(err)}. Fix: the module "
-                      "must import cleanly (try `python -c \"import ...\"`); training code belongs under "
-                      "`if __name__ == \"__main__\":`")
+        return AuditError(
+            f"--arch: importing {what!r} ran sys.exit({err.code}): the file runs a script when imported. "
+            'Fix: put the script part under `if __name__ == "__main__":`'
+        )
+    return AuditError(
+        f"--arch: importing {what!r} raised {type(err).__name__}: {first_line(err)}. Fix: the module "
+        'must import cleanly (try `python -c "import ..."`); training code belongs under '
+        '`if __name__ == "__main__":`'
+    )
 
 
 def candidates(module: ModuleType) -> list[str]:
@@ -142,12 +150,16 @@ def construct(obj: Any, options: dict[str, Any], label: str) -> nn.Module:
     """``obj(**options)`` as an nn.Module, or raise naming the call, the error and the signature."""
     if isinstance(obj, nn.Module):
         if options:
-            raise AuditError(f"--arch {label} is a model instance, not a class: --model-option {sorted(options)} "
-                             "cannot be applied; remove them or name the class")
+            raise AuditError(
+                f"--arch {label} is a model instance, not a class: --model-option {sorted(options)} "
+                "cannot be applied; remove them or name the class"
+            )
         return obj
     if not callable(obj):
-        raise AuditError(f"--arch {label} is a {type(obj).__name__}, not a class or function. Fix: name the nn.Module "
-                         "class or a function that returns the model")
+        raise AuditError(
+            f"--arch {label} is a {type(obj).__name__}, not a class or function. Fix: name the nn.Module "
+            "class or a function that returns the model"
+        )
     call = f"{label.rpartition(':')[2]}({', '.join(f'{k}={v!r}' for k, v in options.items())})"
     try:
         model = obj(**options)
@@ -157,8 +169,10 @@ def construct(obj: Any, options: dict[str, Any], label: str) -> nn.Module:
             f"{signature_text(obj)}. Fix: --model-option KEY=VALUE for each argument your model was built with"
         ) from err
     if not isinstance(model, nn.Module):
-        raise AuditError(f"--arch {label}: {call} returned a {type(model).__name__}, not a torch.nn.Module. Fix: name "
-                         "the model class, or a function that returns the model")
+        raise AuditError(
+            f"--arch {label}: {call} returned a {type(model).__name__}, not a torch.nn.Module. Fix: name "
+            "the model class, or a function that returns the model"
+        )
     return model
 
 

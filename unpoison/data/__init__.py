@@ -6,10 +6,17 @@ describer in :data:`DESCRIBERS` so the config is checked against the data's shap
 any job without loading every image).
 """
 
-from unpoison.data.core import DatasetError, DatasetInfo, ImageData, TensorDataset01, to_float
-from unpoison.data.sources import DESCRIBERS, SOURCES, describe_dataset, load_dataset, register_describer, register_source
-from unpoison.data import torchvision_sources as _torchvision_sources  # noqa: F401  (registers cifar10, cifar100)
 from unpoison.data import folder_sources as _folder_sources  # noqa: F401  (registers imagenette, imagefolder)
+from unpoison.data import torchvision_sources as _torchvision_sources  # noqa: F401  (registers cifar10, cifar100)
+from unpoison.data.core import DatasetError, DatasetInfo, ImageData, TensorDataset01, to_float
+from unpoison.data.sources import (
+    DESCRIBERS,
+    SOURCES,
+    describe_dataset,
+    load_dataset,
+    register_describer,
+    register_source,
+)
 
 __all__ = [
     "ImageData",

@@ -53,7 +53,9 @@ class ImageData:
         for name in ("y_train", "y_test"):
             y = getattr(self, name)
             if y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim != 1:
-                raise DatasetError(f"{name} must be a 1-D tensor of integer labels, got {y.dtype} of shape {tuple(y.shape)}")
+                raise DatasetError(
+                    f"{name} must be a 1-D tensor of integer labels, got {y.dtype} of shape {tuple(y.shape)}"
+                )
             setattr(self, name, y.to(torch.int64))
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             raise DatasetError(
@@ -103,7 +105,7 @@ class ImageData:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ImageData":
+    def from_dict(cls, d: dict[str, Any]) -> ImageData:
         return cls(d["x_train"], d["y_train"], d["x_test"], d["y_test"], list(d["classes"]))
 
 

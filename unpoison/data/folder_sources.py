@@ -8,15 +8,22 @@ Images are decoded with PIL, resized so the shorter side is ``image_size`` and c
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from unpoison.data.core import DatasetError, DatasetInfo, ImageData
 from unpoison.data.sources import register_describer, register_source
-from unpoison.data.torchvision_sources import DOWNLOADABLE, check_image_size, class_counts, download_failed, not_found, dataset_root
-
+from unpoison.data.torchvision_sources import (
+    DOWNLOADABLE,
+    check_image_size,
+    class_counts,
+    dataset_root,
+    download_failed,
+    not_found,
+)
 
 # ---- decoding folder formats ----------------------------------------------------------------------
 
@@ -103,7 +110,9 @@ def _imagenette_present(root: Path, size: str, download: bool) -> bool:
         )
     if download:
         return False
-    raise not_found("imagenette", folder, missing, root, f"{folder.name}/ with train/ and val/ (one folder per WordNet id)")
+    raise not_found(
+        "imagenette", folder, missing, root, f"{folder.name}/ with train/ and val/ (one folder per WordNet id)"
+    )
 
 
 def _open_imagenette(root: Path, split: str, size: str, download: bool, loader: Callable[[str], Any]) -> Any:
@@ -241,5 +250,7 @@ def _describe_imagefolder(root: str | None = None, image_size: int = 160, downlo
     train = _open_imagefolder(train_dir, loader=str)  # file discovery only, nothing is decoded
     test = _open_imagefolder(test_dir, loader=str)
     k = len(train.classes)
-    y_test = _align("imagefolder", list(train.classes), list(test.classes), torch.as_tensor(test.targets, dtype=torch.int64))
+    y_test = _align(
+        "imagefolder", list(train.classes), list(test.classes), torch.as_tensor(test.targets, dtype=torch.int64)
+    )
     return DatasetInfo((3, side, side), class_counts(train.targets, k), class_counts(y_test.numpy(), k))

@@ -7,8 +7,9 @@ Torchvision sources (CIFAR-10/100, Imagenette, ImageFolder) register themselves 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,15 +61,20 @@ def nhwc_to_tensor(x: np.ndarray, key: str, where: str) -> torch.Tensor:
     if x.shape[-1] not in (1, 3):
         hint = (
             "; it looks like N×C×H×W: store it as N×H×W×C (x.transpose(0, 2, 3, 1))"
-            if x.shape[1] in (1, 3) else "; only 1 (grayscale) or 3 (RGB) channels are supported"
+            if x.shape[1] in (1, 3)
+            else "; only 1 (grayscale) or 3 (RGB) channels are supported"
         )
-        raise DatasetError(f"{where}: array {key!r} of shape {x.shape} has {x.shape[-1]} channels in its last axis{hint}")
+        raise DatasetError(
+            f"{where}: array {key!r} of shape {x.shape} has {x.shape[-1]} channels in its last axis{hint}"
+        )
     return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
 
 
 def labels_to_tensor(y: np.ndarray, key: str, where: str) -> torch.Tensor:
     if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer)):
-        raise DatasetError(f"{where}: array {key!r} must be a 1-D array of integer class labels, got {y.dtype} of shape {y.shape}")
+        raise DatasetError(
+            f"{where}: array {key!r} must be a 1-D array of integer class labels, got {y.dtype} of shape {y.shape}"
+        )
     return torch.from_numpy(y.astype(np.int64))
 
 
@@ -88,16 +94,16 @@ def load_sklearn_digits(test_fraction: float = 0.2, split_seed: int = 0) -> Imag
     from sklearn.model_selection import train_test_split
 
     if not 0.05 <= test_fraction <= 0.5:
-        raise DatasetError(f"sklearn_digits: test_fraction {test_fraction!r} must be between 0.05 and 0.5 (at least ~90 test images)")
+        raise DatasetError(
+            f"sklearn_digits: test_fraction {test_fraction!r} must be between 0.05 and 0.5 (at least ~90 test images)"
+        )
     if split_seed < 0:
         raise DatasetError(f"sklearn_digits: split_seed {split_seed!r} must be ≥ 0")
 
     digits = load_digits()
     x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=test_fraction, stratify=y, random_state=split_seed
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=split_seed)
     return ImageData(
         nhwc_to_tensor(x_tr, "x_train", "sklearn_digits"),
         torch.from_numpy(y_tr),

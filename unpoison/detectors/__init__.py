@@ -9,11 +9,16 @@ write a module with a :class:`Detector` subclass decorated by :func:`register_de
 list it under the config's ``plugins:``; docs/architecture.md).
 """
 
+from unpoison.detectors import (  # noqa: F401  (register)  # noqa: F401  (register)  # noqa: F401  (register)
+    activation_clustering,
+    calibrated,
+    contrast,
+    delta_influence,
+    ekfac,
+    frequency,  # noqa: F401  (register)
+    oracle,  # noqa: F401  (register; reads truth.json, see its docstring)
+    spectral_signatures,
+)
 from unpoison.detectors.base import DETECTORS, Detector, DetectorInputs, get_detector, register_detector
-from unpoison.detectors import delta_influence, ekfac  # noqa: F401  (register)
-from unpoison.detectors import activation_clustering, spectral_signatures  # noqa: F401  (register)
-from unpoison.detectors import frequency  # noqa: F401  (register)
-from unpoison.detectors import calibrated, contrast  # noqa: F401  (register)
-from unpoison.detectors import oracle  # noqa: F401  (register; reads truth.json, see its docstring)
 
 __all__ = ["DETECTORS", "Detector", "DetectorInputs", "get_detector", "register_detector"]

@@ -95,7 +95,7 @@ def intersect_over_points(flags: torch.Tensor) -> np.ndarray:
     return torch.nonzero(flags.all(dim=0)).flatten().numpy().astype(np.int64)
 
 
-def query_and_control_scores(det: "Detector", inputs: "DetectorInputs") -> tuple[torch.Tensor, torch.Tensor]:
+def query_and_control_scores(det: Detector, inputs: DetectorInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n_points`` query score tensors of ``det.probe`` and the control queries' of
     ``det.control_probe`` (both (q, 1 + n_b, N)); raises when the controls are missing or do not match."""
     key = f"controls_{det.control_probe}"
@@ -144,7 +144,9 @@ def labelled_features(inputs: DetectorInputs) -> tuple[np.ndarray, np.ndarray]:
     if feats.ndim != 2 or len(feats) != len(labels):
         raise ValueError(f"features of shape {feats.shape} do not match {len(labels)} training labels")
     if not np.isfinite(feats).all():
-        raise ValueError(f"{int((~np.isfinite(feats)).sum())} penultimate features are NaN or infinite: the model is broken")
+        raise ValueError(
+            f"{int((~np.isfinite(feats)).sum())} penultimate features are NaN or infinite: the model is broken"
+        )
     return feats, labels
 
 

@@ -15,7 +15,13 @@ import numpy as np
 
 from unpoison.controls import control_threshold, normalised_margin
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
+    Detector,
+    DetectorInputs,
+    check_k,
+    check_n_points,
+    intersect_over_points,
+    query_and_control_scores,
+    register_detector,
 )
 from unpoison.params import require
 

@@ -20,7 +20,13 @@ from __future__ import annotations
 import numpy as np
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, query_and_control_scores, register_detector,
+    Detector,
+    DetectorInputs,
+    check_k,
+    check_n_points,
+    intersect_over_points,
+    query_and_control_scores,
+    register_detector,
 )
 from unpoison.detectors.delta_influence import delta_flags
 from unpoison.params import require
@@ -45,11 +51,17 @@ class ContrastDeltaInfluence(Detector):
     probe = "both"
     control_probe = "both"
 
-    def __init__(self, tau: float = 0.0, k: int = 1, max_control_fraction: float = 0.9, n_points: int | None = None) -> None:
+    def __init__(
+        self, tau: float = 0.0, k: int = 1, max_control_fraction: float = 0.9, n_points: int | None = None
+    ) -> None:
         super().__init__(tau=tau, k=k, max_control_fraction=max_control_fraction, n_points=n_points)
         require(k >= 0, "k", k, "≥ 0 (and < influence.n_b)")
-        require(0 <= max_control_fraction < 1, "max_control_fraction", max_control_fraction,
-                "in [0, 1): the share of control queries a flagged point may also collapse for (1 would drop nothing)")
+        require(
+            0 <= max_control_fraction < 1,
+            "max_control_fraction",
+            max_control_fraction,
+            "in [0, 1): the share of control queries a flagged point may also collapse for (1 would drop nothing)",
+        )
         check_n_points(n_points)
 
     def check(self, n_b: int) -> None:

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_k, check_n_points, intersect_over_points, register_detector, select_points,
+    Detector,
+    DetectorInputs,
+    check_k,
+    check_n_points,
+    intersect_over_points,
+    register_detector,
+    select_points,
 )
 from unpoison.params import require
 

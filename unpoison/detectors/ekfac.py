@@ -9,7 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from unpoison.detectors.base import (
-    Detector, DetectorInputs, check_n_points, intersect_over_points, register_detector, select_points,
+    Detector,
+    DetectorInputs,
+    check_n_points,
+    intersect_over_points,
+    register_detector,
+    select_points,
 )
 
 

@@ -109,8 +109,9 @@ def poison_probability(net: nn.Module, x: torch.Tensor, device: torch.device, ba
     return batched_forward(net, x, device, lambda xb: torch.softmax(net(xb).float(), dim=1)[:, 1], batch_size)
 
 
-def _holdout_accuracy(net: nn.Module, clean: torch.Tensor, triggered: torch.Tensor, kinds: torch.Tensor,
-                      device: torch.device) -> dict[str, Any]:
+def _holdout_accuracy(
+    net: nn.Module, clean: torch.Tensor, triggered: torch.Tensor, kinds: torch.Tensor, device: torch.device
+) -> dict[str, Any]:
     """Accuracy (argmax = P ≥ 0.5) on held-out clean images and their triggered copies, overall and per family."""
     p_clean = poison_probability(net, clean, device)
     p_trig = poison_probability(net, triggered, device)
@@ -119,7 +120,9 @@ def _holdout_accuracy(net: nn.Module, clean: torch.Tensor, triggered: torch.Tens
         "holdout_accuracy": float(torch.cat([clean_ok, trig_ok]).mean()),
         "holdout_clean_accuracy": float(clean_ok.mean()),
         "holdout_triggered_accuracy": float(trig_ok.mean()),
-        "holdout_triggered_accuracy_by_kind": {k: float(trig_ok[kinds == i].mean()) for i, k in enumerate(KINDS) if (kinds == i).any()},
+        "holdout_triggered_accuracy_by_kind": {
+            k: float(trig_ok[kinds == i].mean()) for i, k in enumerate(KINDS) if (kinds == i).any()
+        },
     }
 
 
@@ -222,7 +225,9 @@ class FrequencyDetector(Detector):
         cls, x_train: torch.Tensor, settings: dict[str, Any], device: torch.device, log: TextIO | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """FreqDef's classifier on the dataset's clean training images (``seed``, ``epochs``, ``lr``)."""
-        net, summary = train_frequency_classifier(x_train, settings["seed"], settings["epochs"], settings["lr"], device, log)
+        net, summary = train_frequency_classifier(
+            x_train, settings["seed"], settings["epochs"], settings["lr"], device, log
+        )
         return frequency_checkpoint(net, tuple(x_train.shape[1:])), summary
 
     def detect(self, inputs: DetectorInputs) -> np.ndarray:

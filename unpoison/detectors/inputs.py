@@ -8,8 +8,9 @@ new kind is one entry here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 def _load_model(path: str) -> Any:
@@ -58,8 +59,9 @@ INPUT_KINDS: dict[str, InputKind] = {
     "model": InputKind("{run}/model.pt", ("model",), _load_model, "train_model"),
     "poisoned": InputKind("{run}/poisoned.pt", ("x_train", "y_train"), _load_poisoned, "poison_dataset"),
     "features": InputKind("{run}/features.pt", ("features",), _load_torch, "extract_features"),
-    "dataset_model": InputKind("{dataset_dir}/detector_models/{detector}.pt", ("dataset_model",), _load_torch,
-                               "train_detector_model"),
+    "dataset_model": InputKind(
+        "{dataset_dir}/detector_models/{detector}.pt", ("dataset_model",), _load_torch, "train_detector_model"
+    ),
     "truth": InputKind("{run}/truth.json", ("truth",), _load_json, "poison_dataset"),
 }
 SCORES_PATH = "{run}/scores/{probe}.pt"  # influence scores of a probe (rule score_probes); controls_<probe> too

@@ -45,7 +45,9 @@ def _uniform_int(lo: int, hi: int, n: int, gen: torch.Generator) -> torch.Tensor
     return torch.randint(lo, hi + 1, (n,), generator=gen)
 
 
-def _box_mask(top: torch.Tensor, left: torch.Tensor, bh: torch.Tensor, bw: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def _box_mask(
+    top: torch.Tensor, left: torch.Tensor, bh: torch.Tensor, bw: torch.Tensor, h: int, w: int
+) -> torch.Tensor:
     """Boolean (n, 1, h, w): True inside each image's box [top, top + bh) × [left, left + bw)."""
     rows, cols = torch.arange(h), torch.arange(w)
     in_r = (rows[None] >= top[:, None]) & (rows[None] < (top + bh)[:, None])

@@ -64,6 +64,7 @@ def layer_shapes(model: nn.Module, example: torch.Tensor) -> list[LayerShape]:
                 d_in = module.in_features + bias
                 positions = output[0].numel() // module.out_features
             shapes.append(LayerShape(name, positions, d_in, output.shape[1] if output.dim() == 4 else output.shape[-1]))
+
         return record
 
     for name, module in model.named_modules():
@@ -116,8 +117,13 @@ class CostEstimate:
         return n * (self.rates["pass"] + extra * self.rates["matmul"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"n_train": self.n_train, "n_queries": self.n_queries, "per_image_flops": self.per_image,
-                "rates": self.rates, "layers": [asdict(s) for s in self.layers]}
+        return {
+            "n_train": self.n_train,
+            "n_queries": self.n_queries,
+            "per_image_flops": self.per_image,
+            "rates": self.rates,
+            "layers": [asdict(s) for s in self.layers],
+        }
 
 
 def per_image_flops(layers: list[LayerShape], n_queries: int) -> dict[str, float]:
@@ -128,8 +134,8 @@ def per_image_flops(layers: list[LayerShape], n_queries: int) -> dict[str, float
         "epoch": pass_,
         "covariance": pass_ + sum(2.0 * s.positions * (s.d_in**2 + s.d_out**2) for s in layers),
         "eigendecomposition": sum(9.0 * (s.d_in**3 + s.d_out**3) for s in layers),
-        "lambda": pass_ + sum(2.0 * (s.positions * s.d_in * s.d_out + s.d_out**2 * s.d_in + s.d_out * s.d_in**2)
-                              for s in layers),
+        "lambda": pass_
+        + sum(2.0 * (s.positions * s.d_in * s.d_out + s.d_out**2 * s.d_in + s.d_out * s.d_in**2) for s in layers),
         "scores": pass_ + sum(2.0 * (s.positions + n_queries) * s.d_in * s.d_out for s in layers),
     }
 
@@ -157,7 +163,9 @@ def _timed(fn, device: torch.device, repeats: int = 2) -> float:
     return best
 
 
-def measure_rates(model: nn.Module, batch: torch.Tensor, layers: list[LayerShape], device: torch.device) -> dict[str, float]:
+def measure_rates(
+    model: nn.Module, batch: torch.Tensor, layers: list[LayerShape], device: torch.device
+) -> dict[str, float]:
     """Quick throughputs on ``device``: forward + backward per image, a matmul shaped like the largest layer's
     rotation, and a 256×256 ``eigh`` (float64). A second or two on a CPU."""
     import copy
@@ -229,22 +237,34 @@ def describe_cost(estimate: CostEstimate, requested: FactorSettings, resolved: F
     """Log lines: each stage's examples, FLOPs, training epochs' worth and estimated time, before the fit."""
     n_all, epoch = estimate.n_train, estimate.flops("epoch")
     widest = max(max(s.d_in, s.d_out) for s in estimate.layers)
-    head = (f"EK-FAC cost estimate: {n_all:,} training images, {len(estimate.layers)} tracked layers (widest {widest:,}), "
-            f"one training epoch ≈ {_flops(epoch)}{_time(estimate.seconds('epoch'))}")
+    head = (
+        f"EK-FAC cost estimate: {n_all:,} training images, {len(estimate.layers)} tracked layers (widest {widest:,}), "
+        f"one training epoch ≈ {_flops(epoch)}{_time(estimate.seconds('epoch'))}"
+    )
     lines = [head]
     for stage, field in (("covariance", "covariance_max_examples"), ("lambda", "lambda_max_examples")):
         cap = getattr(resolved, field)
         n = n_all if cap is None else min(cap, n_all)
         auto = " (auto cap)" if getattr(requested, field) == "auto" and cap is not None else ""
-        full = "" if n == n_all else f"; all {n_all:,}: {estimate.flops(stage) / epoch:.1f} epochs{_time(estimate.seconds(stage))}"
-        lines.append(f"  {stage}: {n:,} of {n_all:,} examples{auto}, {_flops(estimate.flops(stage, n))} = "
-                     f"{estimate.flops(stage, n) / epoch:.1f} epochs' worth{_time(estimate.seconds(stage, n))}{full}")
-    lines.append(f"  eigendecomposition: {2 * len(estimate.layers)} matrices up to {widest:,}×{widest:,}"
-                 f"{_time(estimate.seconds('eigendecomposition'))}")
+        full = (
+            ""
+            if n == n_all
+            else f"; all {n_all:,}: {estimate.flops(stage) / epoch:.1f} epochs{_time(estimate.seconds(stage))}"
+        )
+        lines.append(
+            f"  {stage}: {n:,} of {n_all:,} examples{auto}, {_flops(estimate.flops(stage, n))} = "
+            f"{estimate.flops(stage, n) / epoch:.1f} epochs' worth{_time(estimate.seconds(stage, n))}{full}"
+        )
+    lines.append(
+        f"  eigendecomposition: {2 * len(estimate.layers)} matrices up to {widest:,}×{widest:,}"
+        f"{_time(estimate.seconds('eigendecomposition'))}"
+    )
     per_query = n_all * sum(2.0 * s.d_in * s.d_out for s in estimate.layers)
     base = estimate.flops("scores") - estimate.n_queries * per_query
-    lines.append(f"  scores: one pass over {n_all:,} examples, {_flops(base)} = {base / epoch:.1f} epochs' worth "
-                 f"+ {per_query / epoch:.3f} per query")
+    lines.append(
+        f"  scores: one pass over {n_all:,} examples, {_flops(base)} = {base / epoch:.1f} epochs' worth "
+        f"+ {per_query / epoch:.3f} per query"
+    )
     return lines
 
 
@@ -257,7 +277,11 @@ def _time(seconds: float | None) -> str:
 
 
 def resolve_caps(
-    model: nn.Module, train: Dataset, settings: FactorSettings, log: Log, device: torch.device | None = None,
+    model: nn.Module,
+    train: Dataset,
+    settings: FactorSettings,
+    log: Log,
+    device: torch.device | None = None,
     measure: bool = True,
 ) -> tuple[FactorSettings, dict[str, Any]]:
     """Estimate the fit's cost, resolve ``auto`` caps from it (FLOPs only) and log the estimate.
@@ -269,5 +293,6 @@ def resolve_caps(
     resolved = auto_caps(estimate, settings)
     for line in describe_cost(estimate, settings, resolved):
         log(line)
-    return resolved, estimate.to_json() | {"caps": {"covariance": resolved.covariance_max_examples,
-                                                     "lambda": resolved.lambda_max_examples}}
+    return resolved, estimate.to_json() | {
+        "caps": {"covariance": resolved.covariance_max_examples, "lambda": resolved.lambda_max_examples}
+    }

@@ -41,10 +41,18 @@ from unpoison.influence.progress import Log, Progress
 
 JITTER_START, JITTER_GROWTH, JITTER_CAP = 1e-6, 10.0, 1e-2  # relative to the matrix's mean diagonal
 MATRICES = {  # factor → (covariance, count, eigenvectors, eigenvalues), kronfluence's names, in its order
-    "activation": (ACTIVATION_COVARIANCE_MATRIX_NAME, NUM_ACTIVATION_COVARIANCE_PROCESSED,
-                   ACTIVATION_EIGENVECTORS_NAME, ACTIVATION_EIGENVALUES_NAME),
-    "gradient": (GRADIENT_COVARIANCE_MATRIX_NAME, NUM_GRADIENT_COVARIANCE_PROCESSED,
-                 GRADIENT_EIGENVECTORS_NAME, GRADIENT_EIGENVALUES_NAME),
+    "activation": (
+        ACTIVATION_COVARIANCE_MATRIX_NAME,
+        NUM_ACTIVATION_COVARIANCE_PROCESSED,
+        ACTIVATION_EIGENVECTORS_NAME,
+        ACTIVATION_EIGENVALUES_NAME,
+    ),
+    "gradient": (
+        GRADIENT_COVARIANCE_MATRIX_NAME,
+        NUM_GRADIENT_COVARIANCE_PROCESSED,
+        GRADIENT_EIGENVECTORS_NAME,
+        GRADIENT_EIGENVALUES_NAME,
+    ),
 }
 
 
@@ -116,8 +124,10 @@ def _scipy_eigh(matrix: torch.Tensor, module: str, record: EigenRecord, first: E
         values, vectors = scipy.linalg.eigh(matrix.cpu().numpy(), driver="evr")
     except (scipy.linalg.LinAlgError, ValueError) as err:
         raise InfluenceStageError(
-            "eigendecomposition", f"eigh failed ({first}), and so did {record.attempts - 1} jittered retries up to "
-            f"{JITTER_CAP:g} × the mean diagonal and SciPy's evr solver ({err})", module,
+            "eigendecomposition",
+            f"eigh failed ({first}), and so did {record.attempts - 1} jittered retries up to "
+            f"{JITTER_CAP:g} × the mean diagonal and SciPy's evr solver ({err})",
+            module,
         ) from err
     record.solver = "scipy-evr"
     as_torch = lambda a: torch.from_numpy(a).to(dtype=matrix.dtype, device=matrix.device)
@@ -126,7 +136,10 @@ def _scipy_eigh(matrix: torch.Tensor, module: str, record: EigenRecord, first: E
 
 @torch.no_grad()
 def decompose_covariances(
-    covariances: dict[str, dict[str, torch.Tensor]], modules: list[str], device: torch.device, dtype: torch.dtype,
+    covariances: dict[str, dict[str, torch.Tensor]],
+    modules: list[str],
+    device: torch.device,
+    dtype: torch.dtype,
     log: Log,
 ) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, EigenRecord]]]:
     """Eigen-decompose every module's activation and gradient covariance as kronfluence does, robustly.
@@ -165,8 +178,10 @@ def decompose_covariances(
             record.seconds = time.perf_counter() - start
             records[module][factor] = record
             if record.helped:
-                log(f"eigendecomposition: {module} {factor} covariance ({record.size}×{record.size}) needed help: "
-                    f"{describe(record)}")
+                log(
+                    f"eigendecomposition: {module} {factor} covariance ({record.size}×{record.size}) needed help: "
+                    f"{describe(record)}"
+                )
             meter.advance(record.size**3, note=f"{module} {factor} ({record.size}×{record.size})")
     return eigen, records
 

@@ -60,7 +60,11 @@ def make_analyzer(
     task = ClassificationTask()
     prepared = prepare_model(copy.deepcopy(model).eval(), task)
     analyzer = Analyzer(
-        analysis_name=ANALYSIS, model=prepared, task=task, cpu=device.type == "cpu", disable_tqdm=True,
+        analysis_name=ANALYSIS,
+        model=prepared,
+        task=task,
+        cpu=device.type == "cpu",
+        disable_tqdm=True,
         output_dir=str(root),
     )
     analyzer.set_dataloader_kwargs(DataLoaderKwargs(num_workers=settings.num_workers, pin_memory=settings.pin_memory))
@@ -112,8 +116,13 @@ def plan_fit(train: Dataset, settings: FactorSettings, seed: int) -> FitPlan:
     order = subsample_order(len(train), settings, rng)
     dataset = train if order is None else Subset(train, order.tolist())
     n = len(train)
-    return FitPlan(settings, fisher_seed, dataset, stage_examples(n, settings.covariance_max_examples),
-                   stage_examples(n, settings.lambda_max_examples))
+    return FitPlan(
+        settings,
+        fisher_seed,
+        dataset,
+        stage_examples(n, settings.covariance_max_examples),
+        stage_examples(n, settings.lambda_max_examples),
+    )
 
 
 @dataclass
@@ -133,13 +142,19 @@ class FitReport:
         """One line per covariance matrix that plain ``eigh`` could not decompose, and what did."""
         return [
             f"{module} {factor} covariance ({r.size}×{r.size}): {describe(r)}"
-            for module, factors in self.eigen.items() for factor, r in factors.items() if r.helped
+            for module, factors in self.eigen.items()
+            for factor, r in factors.items()
+            if r.helped
         ]
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "settings": self.settings, "n_covariance": self.n_covariance, "n_lambda": self.n_lambda,
-            "seconds": self.seconds, "shards": self.shards, "cost": self.cost,
+            "settings": self.settings,
+            "n_covariance": self.n_covariance,
+            "n_lambda": self.n_lambda,
+            "seconds": self.seconds,
+            "shards": self.shards,
+            "cost": self.cost,
             "eigendecomposition": records_to_json(self.eigen),
         }
 
@@ -163,8 +178,13 @@ def fit_stages(analyzer: Analyzer, plan: FitPlan, log: Log, report: FitReport) -
     """Covariance → eigendecomposition → lambda, each logged, timed and failing as :class:`InfluenceStageError`."""
     args, batch = plan.settings.arguments(), plan.settings.batch_size
     task: ClassificationTask = analyzer.task  # type: ignore[assignment]
-    common = {"factors_name": FACTORS_NAME, "dataset": plan.dataset, "per_device_batch_size": batch,
-              "factor_args": args, "overwrite_output_dir": True}
+    common = {
+        "factors_name": FACTORS_NAME,
+        "dataset": plan.dataset,
+        "per_device_batch_size": batch,
+        "factor_args": args,
+        "overwrite_output_dir": True,
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(plan.fisher_seed)
         with stage("covariance", log, f"{plan.n_covariance:,} examples", report.seconds):

@@ -53,7 +53,9 @@ def augmentation_families(image_size: int, channels: int) -> dict[str, Augment]:
     families: dict[str, Augment] = {
         "hflip": v2.RandomHorizontalFlip(p=1.0),
         "affine": v2.RandomAffine(degrees=180, scale=(1.0, 2.0), shear=10),
-        "color_jitter": v2.ColorJitter(brightness=(0.9, 1.1), contrast=(0.9, 1.1), saturation=(0.6, 1.4), hue=(-0.1, 0.1)),
+        "color_jitter": v2.ColorJitter(
+            brightness=(0.9, 1.1), contrast=(0.9, 1.1), saturation=(0.6, 1.4), hue=(-0.1, 0.1)
+        ),
         "elastic": v2.ElasticTransform(alpha=150.0, sigma=5.0 * s),
         "gaussian_blur": lambda x: v2.GaussianBlur(
             kernel_size=kernels[int(torch.randint(len(kernels), (1,)))], sigma=(8.0 * s, 10.0 * s)
@@ -70,8 +72,10 @@ def select_families(image_size: int, channels: int, families: tuple[str, ...] | 
     available = augmentation_families(image_size, channels)
     unknown = sorted(set(families or ()) - set(available))
     if unknown or (families is not None and not families):
-        raise ValueError(f"augmentation families {unknown or '[]'} not available for {channels}-channel images; "
-                         f"choose one or more of {sorted(available)}")
+        raise ValueError(
+            f"augmentation families {unknown or '[]'} not available for {channels}-channel images; "
+            f"choose one or more of {sorted(available)}"
+        )
     return {k: available[k] for k in (families if families is not None else available)}
 
 
@@ -148,12 +152,17 @@ def build_probe_set(
         rows_lab.append(labs)
         probe_rows[p] = torch.arange(start, start + q * n_b).reshape(q, n_b)
         start += q * n_b
-    return ProbeSet(torch.cat(rows_img).contiguous(), torch.cat(rows_lab), torch.arange(q), probe_rows, labels_rand,
-                    aug_names)
+    return ProbeSet(
+        torch.cat(rows_img).contiguous(), torch.cat(rows_lab), torch.arange(q), probe_rows, labels_rand, aug_names
+    )
 
 
 def draw_transforms(
-    base: torch.Tensor, y: torch.Tensor, num_classes: int, n_b: int, rng: np.random.Generator,
+    base: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    n_b: int,
+    rng: np.random.Generator,
     families: tuple[str, ...] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
     """For each test point (float q×C×H×W in [0, 1]), n_b random labels and n_b augmented images, each image from a

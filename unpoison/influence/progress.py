@@ -41,7 +41,9 @@ class Progress:
         every: at most this many seconds between two lines.
     """
 
-    def __init__(self, stage: str, total: float, log: Log, unit: str = "examples", step: float = 0.1, every: float = 60.0):
+    def __init__(
+        self, stage: str, total: float, log: Log, unit: str = "examples", step: float = 0.1, every: float = 60.0
+    ):
         self.stage, self.total, self.log, self.unit = stage, max(float(total), 1e-12), log, unit
         self.step, self.every = step, every
         self.done = 0.0

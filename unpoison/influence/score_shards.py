@@ -28,8 +28,16 @@ from unpoison.io import load_torch, save_torch
 
 
 def score_shard(
-    model: nn.Module, factors_dir: str | os.PathLike[str], queries: Dataset, train: Dataset, settings: ScoreSettings,
-    device: torch.device, shard: int, shards: int, out_path: str | os.PathLike[str], log: Log = print_log,
+    model: nn.Module,
+    factors_dir: str | os.PathLike[str],
+    queries: Dataset,
+    train: Dataset,
+    settings: ScoreSettings,
+    device: torch.device,
+    shard: int,
+    shards: int,
+    out_path: str | os.PathLike[str],
+    log: Log = print_log,
 ) -> None:
     """Score every query against part ``shard`` of ``shards`` of ``train`` (ONE pass over that part).
 
@@ -44,8 +52,12 @@ def score_shard(
     with tempfile.TemporaryDirectory(prefix="unpoison-scores.") as tmp:
         analyzer = make_analyzer(model, Path(tmp), device, settings)
         link_factors(analyzer, factors_dir)
-        with stage("scores", log, f"shard {shard + 1}/{shards}: training examples {start:,}–{stop - 1:,} of "
-                                  f"{len(train):,}, {n_queries:,} queries"):
+        with stage(
+            "scores",
+            log,
+            f"shard {shard + 1}/{shards}: training examples {start:,}–{stop - 1:,} of "
+            f"{len(train):,}, {n_queries:,} queries",
+        ):
             analyzer.task.meter = Progress("scores", stop - start, log)  # type: ignore[attr-defined]
             analyzer.compute_pairwise_scores(
                 scores_name=SCORES_NAME,
@@ -61,8 +73,18 @@ def score_shard(
             part = load_pairwise_scores(analyzer.scores_output_dir(SCORES_NAME), partition=(shard, 0))
             scores = part["all_modules"].float().cpu().clone()
     scores = check_scores(scores, n_queries, stop - start)
-    save_torch({"scores": scores, "start": start, "stop": stop, "shard": shard, "shards": shards,
-                "n_train": len(train), "n_queries": n_queries}, out_path)
+    save_torch(
+        {
+            "scores": scores,
+            "start": start,
+            "stop": stop,
+            "shard": shard,
+            "shards": shards,
+            "n_train": len(train),
+            "n_queries": n_queries,
+        },
+        out_path,
+    )
 
 
 def gather_scores(paths: list[str | os.PathLike[str]]) -> torch.Tensor:
@@ -82,8 +104,10 @@ def gather_scores(paths: list[str | os.PathLike[str]]) -> torch.Tensor:
     for p in parts:
         same = (p["shards"], p["n_train"], p["n_queries"]) == (first["shards"], first["n_train"], first["n_queries"])
         if not same or p["start"] != stop:
-            raise ValueError(f"{p['path']} does not continue the scores of {first['path']} (shards, training set "
-                             "size, queries or range differ): re-run the score shards together")
+            raise ValueError(
+                f"{p['path']} does not continue the scores of {first['path']} (shards, training set "
+                "size, queries or range differ): re-run the score shards together"
+            )
         stop = p["stop"]
     if stop != first["n_train"]:
         raise ValueError(f"the score parts cover training examples 0 … {stop - 1}, not all {first['n_train']}")

@@ -45,7 +45,9 @@ def check_scores(scores: torch.Tensor, n_queries: int, n_train: int) -> torch.Te
         RuntimeError: wrong shape; FloatingPointError: NaN or infinite scores (never flag silently).
     """
     if scores.shape != (n_queries, n_train):
-        raise RuntimeError(f"kronfluence returned scores of shape {tuple(scores.shape)}, expected {(n_queries, n_train)}")
+        raise RuntimeError(
+            f"kronfluence returned scores of shape {tuple(scores.shape)}, expected {(n_queries, n_train)}"
+        )
     bad = ~torch.isfinite(scores)
     if bad.any():
         raise FloatingPointError(

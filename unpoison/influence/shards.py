@@ -57,7 +57,9 @@ ARGS = "factor_arguments.json"  # kronfluence's saved FactorArguments
 def check_shard(shard: int, shards: int) -> None:
     """Raise ValueError unless 0 ≤ shard < shards and shards ≥ 2 (one job is :func:`fit_factors` itself)."""
     if shards < 2:
-        raise ValueError(f"influence.shards = {shards}: shard jobs need ≥ 2 shards; with 1, run fit_factors / score_queries")
+        raise ValueError(
+            f"influence.shards = {shards}: shard jobs need ≥ 2 shards; with 1, run fit_factors / score_queries"
+        )
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard} is out of range for {shards} shards (0 … {shards - 1})")
 
@@ -75,9 +77,29 @@ def fit_key(plan: FitPlan, n_train: int, seed: int, shards: int) -> dict[str, An
     return {"n_train": n_train, "seed": seed, "shards": shards, "settings": science, "fisher_seed": plan.fisher_seed}
 
 
+def _publish_shard(built: Path, out: Path, shard: int, record: dict, shard_dir: Path) -> None:
+    """Move kronfluence's files of partition ``shard`` (and its arguments) with ``record`` into ``shard_dir``."""
+    out.mkdir()
+    for path in built.glob(f"*_data_partition{shard}_*"):
+        shutil.move(str(path), out / path.name)
+    for path in [built / ARGS, *built.glob("*_dataset_metadata.json")]:
+        shutil.copy(path, out / path.name)
+    save_json(record, out / SHARD)
+    replace_dir(out, shard_dir)
+
+
 def _factor_shard(
-    model: nn.Module, train: Dataset, shard_dir: Path, settings: FactorSettings, device: torch.device, seed: int,
-    shard: int, shards: int, stage_name: str, log: Log, eigen_dir: Path | None = None,
+    model: nn.Module,
+    train: Dataset,
+    shard_dir: Path,
+    settings: FactorSettings,
+    device: torch.device,
+    seed: int,
+    shard: int,
+    shards: int,
+    stage_name: str,
+    log: Log,
+    eigen_dir: Path | None = None,
 ) -> None:
     """One covariance or lambda shard: kronfluence's partition ``shard`` of the stage into ``shard_dir``."""
     check_shard(shard, shards)
@@ -94,28 +116,38 @@ def _factor_shard(
             link_eigendecomposition(eigen_dir, built)
         fit = analyzer.fit_covariance_matrices if stage_name == "covariance" else analyzer.fit_lambda_matrices
         seconds: dict[str, float] = {}
-        with torch.random.fork_rng(devices=[]), stage(stage_name, log, f"shard {shard + 1}/{shards}: examples "
-                                                      f"{start:,}–{stop - 1:,} of {examples:,}", seconds):
+        with (
+            torch.random.fork_rng(devices=[]),
+            stage(
+                stage_name, log, f"shard {shard + 1}/{shards}: examples {start:,}–{stop - 1:,} of {examples:,}", seconds
+            ),
+        ):
             analyzer.task.resume_state = fisher_state(  # type: ignore[attr-defined]
-                plan.fisher_seed, stage_name, start, plan.n_covariance, num_outputs(model, train))
+                plan.fisher_seed, stage_name, start, plan.n_covariance, num_outputs(model, train)
+            )
             analyzer.task.meter = Progress(stage_name, stop - start, log)  # type: ignore[attr-defined]
-            fit(factors_name=FACTORS_NAME, dataset=plan.dataset, per_device_batch_size=resolved.batch_size,
-                factor_args=args, target_data_partitions=[shard], overwrite_output_dir=True)
-        out = Path(tmp) / "out"
-        out.mkdir()
-        for path in built.glob(f"*_data_partition{shard}_*"):
-            shutil.move(str(path), out / path.name)
-        for path in [built / ARGS, *built.glob("*_dataset_metadata.json")]:
-            shutil.copy(path, out / path.name)
-        record = fit_key(plan, len(train), seed, shards) | {"stage": stage_name, "shard": shard, "start": start,
-                                                             "stop": stop, "seconds": seconds[stage_name]}
-        save_json(record, out / SHARD)
-        replace_dir(out, shard_dir)
+            fit(
+                factors_name=FACTORS_NAME,
+                dataset=plan.dataset,
+                per_device_batch_size=resolved.batch_size,
+                factor_args=args,
+                target_data_partitions=[shard],
+                overwrite_output_dir=True,
+            )
+        record = {"stage": stage_name, "shard": shard, "start": start, "stop": stop, "seconds": seconds[stage_name]}
+        _publish_shard(built, Path(tmp) / "out", shard, fit_key(plan, len(train), seed, shards) | record, shard_dir)
 
 
 def fit_covariance_shard(
-    model: nn.Module, train: Dataset, shard_dir: str | os.PathLike[str], settings: FactorSettings,
-    device: torch.device, seed: int, shard: int, shards: int, log: Log = print_log,
+    model: nn.Module,
+    train: Dataset,
+    shard_dir: str | os.PathLike[str],
+    settings: FactorSettings,
+    device: torch.device,
+    seed: int,
+    shard: int,
+    shards: int,
+    log: Log = print_log,
 ) -> None:
     """The covariance pass over part ``shard`` of ``shards`` of ``train``, into the directory ``shard_dir``.
 
@@ -126,8 +158,16 @@ def fit_covariance_shard(
 
 
 def fit_lambda_shard(
-    model: nn.Module, train: Dataset, eigen_dir: str | os.PathLike[str], shard_dir: str | os.PathLike[str],
-    settings: FactorSettings, device: torch.device, seed: int, shard: int, shards: int, log: Log = print_log,
+    model: nn.Module,
+    train: Dataset,
+    eigen_dir: str | os.PathLike[str],
+    shard_dir: str | os.PathLike[str],
+    settings: FactorSettings,
+    device: torch.device,
+    seed: int,
+    shard: int,
+    shards: int,
+    log: Log = print_log,
 ) -> None:
     """The lambda pass over part ``shard`` of ``shards`` of ``train``, with the eigenbasis of ``eigen_dir``.
 
@@ -163,16 +203,19 @@ def read_shards(shard_dirs: list[str | os.PathLike[str]], stage_name: str) -> li
     key = lambda r: {k: r[k] for k in ("n_train", "seed", "shards", "settings", "fisher_seed")}
     for r in records:
         if r["stage"] != stage_name or key(r) != key(records[0]):
-            raise ValueError(f"{r['dir']} is not a {stage_name} shard of the same fit as {records[0]['dir']}: "
-                             f"{key(r) | {'stage': r['stage']}} vs {key(records[0])}; re-run the shards together")
+            raise ValueError(
+                f"{r['dir']} is not a {stage_name} shard of the same fit as {records[0]['dir']}: "
+                f"{key(r) | {'stage': r['stage']}} vs {key(records[0])}; re-run the shards together"
+            )
     found = sorted(r["shard"] for r in records)
     if found != list(range(records[0]["shards"])):
         raise ValueError(f"{stage_name} shards {found} given, expected each of 0 … {records[0]['shards'] - 1} once")
     return sorted(records, key=lambda r: r["shard"])
 
 
-def _aggregate(model: nn.Module, shard_dirs: list, stage_name: str, device: torch.device, tmp: Path,
-               base: Path | None = None) -> tuple[Analyzer, list[dict[str, Any]]]:
+def _aggregate(
+    model: nn.Module, shard_dirs: list, stage_name: str, device: torch.device, tmp: Path, base: Path | None = None
+) -> tuple[Analyzer, list[dict[str, Any]]]:
     """An analyzer whose factors directory holds ``base``'s files (copied) and every shard's partition files
     (linked), after kronfluence's aggregation of them; the links are then removed."""
     records = read_shards(shard_dirs, stage_name)
@@ -189,7 +232,9 @@ def _aggregate(model: nn.Module, shard_dirs: list, stage_name: str, device: torc
     for path in Path(records[0]["dir"]).glob("*.json"):
         if path.name != SHARD:
             shutil.copy(path, built / path.name)
-    aggregate = analyzer.aggregate_covariance_matrices if stage_name == "covariance" else analyzer.aggregate_lambda_matrices
+    aggregate = (
+        analyzer.aggregate_covariance_matrices if stage_name == "covariance" else analyzer.aggregate_lambda_matrices
+    )
     aggregate(factors_name=FACTORS_NAME)
     for link in links:
         link.unlink()
@@ -197,8 +242,11 @@ def _aggregate(model: nn.Module, shard_dirs: list, stage_name: str, device: torc
 
 
 def aggregate_covariance(
-    model: nn.Module, shard_dirs: list[str | os.PathLike[str]], eigen_dir: str | os.PathLike[str],
-    device: torch.device, log: Log = print_log,
+    model: nn.Module,
+    shard_dirs: list[str | os.PathLike[str]],
+    eigen_dir: str | os.PathLike[str],
+    device: torch.device,
+    log: Log = print_log,
 ) -> FitReport:
     """Sum the covariance shards (kronfluence's ``aggregate_covariance_matrices``) and eigen-decompose once.
 
@@ -223,8 +271,11 @@ def aggregate_covariance(
 
 
 def aggregate_lambda(
-    model: nn.Module, eigen_dir: str | os.PathLike[str], shard_dirs: list[str | os.PathLike[str]],
-    out_dir: str | os.PathLike[str], log: Log = print_log,
+    model: nn.Module,
+    eigen_dir: str | os.PathLike[str],
+    shard_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    log: Log = print_log,
 ) -> FitReport:
     """Sum the lambda shards (kronfluence's ``aggregate_lambda_matrices``) into the final factors directory.
 
@@ -250,5 +301,7 @@ def aggregate_lambda(
 def saved_records(saved: dict[str, Any]) -> dict[str, dict[str, EigenRecord]]:
     """The eigendecomposition records of a saved ``fit_report.json``, as :class:`EigenRecord` objects."""
     modules = saved["eigendecomposition"]["modules"]
-    return {m: {f: EigenRecord(**{k: v for k, v in r.items() if k != "helped"}) for f, r in fr.items()}
-            for m, fr in modules.items()}
+    return {
+        m: {f: EigenRecord(**{k: v for k, v in r.items() if k != "helped"}) for f, r in fr.items()}
+        for m, fr in modules.items()
+    }

@@ -35,8 +35,13 @@ def placeholder(out: str, title: str, message: str) -> None:
 
 
 def plot_collapse(
-    scores: np.ndarray, marked: np.ndarray, out: str, tau: float = 0.0, k: int = 1,
-    groups: tuple[str, str] = ("clean", "poison"), title: str = "",
+    scores: np.ndarray,
+    marked: np.ndarray,
+    out: str,
+    tau: float = 0.0,
+    k: int = 1,
+    groups: tuple[str, str] = ("clean", "poison"),
+    title: str = "",
 ) -> None:
     """Δ(i, j) per transform for two groups of training points, and how many transforms collapse each
     point's influence (the rule's :func:`~unpoison.detectors.delta_influence.collapse_counts`), with the decision
@@ -67,7 +72,11 @@ def plot_collapse(
         ax1.plot(xs, np.median(d, axis=1), color=colour, label=f"{label} (median, n={mask.sum()})")
         ax1.fill_between(xs, np.quantile(d, 0.1, axis=1), np.quantile(d, 0.9, axis=1), color=colour, alpha=0.25)
     ax1.axhline(tau, color="k", lw=0.8, ls="--")
-    ax1.set(xlabel="transform j", ylabel="Δ(i, j) = score(g_j(z)) − score(z)", title="influence change per transform (10–90 %)")
+    ax1.set(
+        xlabel="transform j",
+        ylabel="Δ(i, j) = score(g_j(z)) − score(z)",
+        title="influence change per transform (10–90 %)",
+    )
     ax1.legend(fontsize=8)
     bins = np.arange(n_b + 2) - 0.5
     for mask, colour, label in parts:
@@ -80,7 +89,11 @@ def plot_collapse(
 
 
 def plot_influence_collapse(
-    runs: Sequence[tuple[int, str, str]], out: str, tau: float = 0.0, k: int = 1, title: str = "",
+    runs: Sequence[tuple[int, str, str]],
+    out: str,
+    tau: float = 0.0,
+    k: int = 1,
+    title: str = "",
 ) -> int | None:
     """:func:`plot_collapse` of the first test point of the first run, in the given (seed) order, whose attack
     took, poisons (from its truth file) vs clean points.
@@ -117,11 +130,26 @@ def plot_psr_vs_accuracy(unlearning: pd.DataFrame, out: str, unlearners: Sequenc
     base = df[df.unlearner == "none"].drop_duplicates(["dataset", "attack", "seed"])
     for ax, unlearner in zip(axes[0], unlearners):
         if len(base):
-            ax.errorbar(100 * base.clean_acc.mean(), 100 * base.psr.mean(), xerr=100 * base.clean_acc.std(ddof=0),
-                        yerr=100 * base.psr.std(ddof=0), fmt="X", color="k", ms=9, label="poisoned model")
+            ax.errorbar(
+                100 * base.clean_acc.mean(),
+                100 * base.psr.mean(),
+                xerr=100 * base.clean_acc.std(ddof=0),
+                yerr=100 * base.psr.std(ddof=0),
+                fmt="X",
+                color="k",
+                ms=9,
+                label="poisoned model",
+            )
         for det, g in df[df.unlearner == unlearner].groupby("detector"):
-            ax.errorbar(100 * g.clean_acc.mean(), 100 * g.psr.mean(), xerr=100 * g.clean_acc.std(ddof=0),
-                        yerr=100 * g.psr.std(ddof=0), fmt="o", capsize=3, label=det)
+            ax.errorbar(
+                100 * g.clean_acc.mean(),
+                100 * g.psr.mean(),
+                xerr=100 * g.clean_acc.std(ddof=0),
+                yerr=100 * g.psr.std(ddof=0),
+                fmt="o",
+                capsize=3,
+                label=det,
+            )
         ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=f"after {unlearner}")
         ax.set_ylim(-5, 105)
         ax.grid(alpha=0.3)
@@ -144,8 +172,13 @@ def plot_relearning(unlearning: pd.DataFrame, out: str, title: str = "") -> None
         colour = "tab:red" if after > before + 5 else "tab:blue"
         ax.annotate("", (x, after), (x, before), arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
         ax.plot([x], [before], "o", color="k", ms=4)
-    ax.set_xticks(range(len(means)), [f"{u}\n({d})" for d, u in zip(means.detector, means.unlearner)], rotation=60,
-                  fontsize=7, ha="right")
+    ax.set_xticks(
+        range(len(means)),
+        [f"{u}\n({d})" for d, u in zip(means.detector, means.unlearner)],
+        rotation=60,
+        fontsize=7,
+        ha="right",
+    )
     ax.set(ylabel="PSR % (dot: after unlearning; arrow: after relearning)", ylim=(-5, 105), title=title)
     ax.grid(alpha=0.3, axis="y")
     save_figure(fig, out)
@@ -160,7 +193,7 @@ def plot_threshold_sweep(sweep: pd.DataFrame, out: str, title: str = "") -> None
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     for det, rows in sweep.groupby("detector", sort=False):
         by_k = rows.k.notna().any()
-        for k, part in (rows.groupby("k") if by_k else [(None, rows)]):
+        for k, part in rows.groupby("k") if by_k else [(None, rows)]:
             along = "tau" if part.tau.notna().any() else "threshold"
             part = part.sort_values(along)
             name = f"{det} k={int(k)}" if k is not None else f"{det} ({along})"
@@ -189,7 +222,10 @@ def plot_artifact(array: np.ndarray, out: str, title: str = "") -> None:
         shown, note = images.astype(np.float32) / 255.0, "pixels 0..255"
     else:
         top = float(np.abs(images).max()) or 1.0
-        shown, note = np.clip(images / top, 0.0, 1.0), f"values {float(a.min()):.3g}..{float(a.max()):.3g}, max shown white"
+        shown, note = (
+            np.clip(images / top, 0.0, 1.0),
+            f"values {float(a.min()):.3g}..{float(a.max()):.3g}, max shown white",
+        )
     fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
     for ax, img in zip(axes[0], shown):
         hwc = np.transpose(img, (1, 2, 0))

@@ -7,7 +7,7 @@ reference for "unlearned" is EU on the oracle's complete forget set: retraining 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import matplotlib
 
@@ -21,8 +21,24 @@ from unpoison.report.figures import placeholder, save_figure  # noqa: E402
 from unpoison.report.stats import ok_rows, summarise  # noqa: E402
 
 GUS_METRICS = ["gus_mean", "gus_tpr_at_1fpr", "gus_auc", "clean_acc", "seconds"]
-GUS_COLUMNS = ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "gus_mean", "gus_std", "gus_tpr_at_1fpr",
-               "gus_auc", "gus_null_mean", "gus_null_std", "gus_n_points", "seconds", "status", "state"]
+GUS_COLUMNS = [
+    "dataset",
+    "attack",
+    "seed",
+    "detector",
+    "unlearner",
+    "clean_acc",
+    "gus_mean",
+    "gus_std",
+    "gus_tpr_at_1fpr",
+    "gus_auc",
+    "gus_null_mean",
+    "gus_null_std",
+    "gus_n_points",
+    "seconds",
+    "status",
+    "state",
+]
 KEYS = ["dataset", "attack", "detector", "unlearner"]
 POISONED = ("—", "poisoned model")  # (detector, unlearner) of the reference row
 
@@ -40,7 +56,11 @@ def gus_rows(poisoned_files: Iterable[str], unlearned_files: Iterable[str]) -> p
         if c not in df:
             df[c] = np.nan
     df["gus_values"] = [v if isinstance(v, list) else [] for v in df.gus_values]
-    return df[GUS_COLUMNS + ["gus_values"]].sort_values(["dataset", "attack", "detector", "unlearner", "seed"]).reset_index(drop=True)
+    return (
+        df[GUS_COLUMNS + ["gus_values"]]
+        .sort_values(["dataset", "attack", "detector", "unlearner", "seed"])
+        .reset_index(drop=True)
+    )
 
 
 def gus_summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -48,7 +68,11 @@ def gus_summary(rows: pd.DataFrame) -> pd.DataFrame:
     applies (``n_ok`` of ``n_seeds``); the poisoned model first within each (dataset, attack)."""
     out = summarise(rows, KEYS, GUS_METRICS)
     out["_ref"] = out.unlearner != POISONED[1]
-    return out.sort_values(["dataset", "attack", "_ref", "detector", "unlearner"], kind="stable").drop(columns="_ref").reset_index(drop=True)
+    return (
+        out.sort_values(["dataset", "attack", "_ref", "detector", "unlearner"], kind="stable")
+        .drop(columns="_ref")
+        .reset_index(drop=True)
+    )
 
 
 def gus_markdown(summary: pd.DataFrame) -> str:
@@ -86,11 +110,23 @@ def plot_gus(rows: pd.DataFrame, out: str, title: str = "") -> None:
     ax.axhspan(-2.326, 2.326, color="0.9", label="null: 98 % of N(0, 1)")
     ax.axhline(0, color="0.6", lw=0.8)
     rng = np.random.default_rng(0)  # horizontal jitter only
-    for i, ((det, unl), g) in enumerate(groups):
+    for i, ((_det, unl), g) in enumerate(groups):
         values = np.concatenate([np.asarray(v, dtype=float) for v in g.gus_values])
-        ax.scatter(i + rng.uniform(-0.18, 0.18, len(values)), values, s=8, alpha=0.5, color="C3" if unl == POISONED[1] else "C0")
+        ax.scatter(
+            i + rng.uniform(-0.18, 0.18, len(values)),
+            values,
+            s=8,
+            alpha=0.5,
+            color="C3" if unl == POISONED[1] else "C0",
+        )
         ax.plot([i - 0.3, i + 0.3], [values.mean()] * 2, color="k", lw=2)
-    ax.set_xticks(range(len(groups)), [u if d == POISONED[0] else f"{u}\n({d})" for (d, u), _ in groups], rotation=60, fontsize=7, ha="right")
+    ax.set_xticks(
+        range(len(groups)),
+        [u if d == POISONED[0] else f"{u}\n({d})" for (d, u), _ in groups],
+        rotation=60,
+        fontsize=7,
+        ha="right",
+    )
     ax.set(ylabel="I = ⟨∇ₓℓ, δ − μ⟩ / sd   (per poison)", title=title or "Gaussian Unlearning Score")
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, out)

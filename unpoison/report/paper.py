@@ -13,8 +13,9 @@ land in the right cell without any naming convention.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -26,8 +27,21 @@ PAPER_ORDER = ["spectral_signatures", "activation_clustering", "frequency", "ekf
 ABLATION = ["delta_influence", "label_only", "image_only"]
 POINTS = (1, 5, 10)
 DETECTION_METRICS = ["precision", "tpr", "n_flagged"]
-LONG_COLUMNS = ["detector", "label", "method", "points", "dataset", "attack", "n_seeds", "precision_mean", "precision_std",
-                "tpr_mean", "tpr_std", "n_flagged_mean", "cell"]
+LONG_COLUMNS = [
+    "detector",
+    "label",
+    "method",
+    "points",
+    "dataset",
+    "attack",
+    "n_seeds",
+    "precision_mean",
+    "precision_std",
+    "tpr_mean",
+    "tpr_std",
+    "n_flagged_mean",
+    "cell",
+]
 
 
 @dataclass(frozen=True)
@@ -64,18 +78,28 @@ class PaperGrid:
     no_query_attacks: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PaperGrid":
+    def from_dict(cls, d: Mapping[str, Any]) -> PaperGrid:
         """From the workflow's ``params.grid``: ``detectors`` maps name → {method, points}, ``unlearners`` name →
         method, ``display`` method → display name, ``no_query_attacks`` the attacks without an affected point."""
         display = dict(d.get("display", {}))
         dets = []
         for name, spec in d.get("detectors", {}).items():
             points = spec.get("points")
-            dets.append(Detector(name, spec["method"], None if points is None else int(points),
-                                 label(name, spec["method"], display)))
-        return cls(list(d.get("datasets", [])), list(d.get("attacks", [])), dets, dict(d.get("unlearners", {})),
-                   list(d.get("counterfactual", [])), [int(s) for s in d.get("seeds", [])], display,
-                   list(d.get("no_query_attacks", [])))
+            dets.append(
+                Detector(
+                    name, spec["method"], None if points is None else int(points), label(name, spec["method"], display)
+                )
+            )
+        return cls(
+            list(d.get("datasets", [])),
+            list(d.get("attacks", [])),
+            dets,
+            dict(d.get("unlearners", {})),
+            list(d.get("counterfactual", [])),
+            [int(s) for s in d.get("seeds", [])],
+            display,
+            list(d.get("no_query_attacks", [])),
+        )
 
     def placeholder(self, method: str, points: int | None = None) -> Detector:
         """The row of a method the grid did not run."""
@@ -117,7 +141,11 @@ def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
     seeds were left out."""
     metrics = list(metrics)
     if len(rows) == 0:
-        return {"n_seeds": 0, "note": "missing: no rows", **{f"{m}_{s}": math.nan for m in metrics for s in ("mean", "std")}}
+        return {
+            "n_seeds": 0,
+            "note": "missing: no rows",
+            **{f"{m}_{s}": math.nan for m in metrics for s in ("mean", "std")},
+        }
     g = summarise(rows.assign(_group=0), ["_group"], metrics).iloc[0]
     out: dict[str, Any] = {"n_seeds": int(g.n_ok), "note": None if g.status == OK else str(g.status)}
     out.update({f"{m}_{s}": float(g[f"{m}_{s}"]) for m in metrics for s in ("mean", "std")})
@@ -127,8 +155,10 @@ def aggregate(rows: pd.DataFrame, metrics: Iterable[str]) -> dict[str, Any]:
 def _not_run_detector(method: str, points: int | None = None) -> str:
     if points is None:
         return f"not run (add `{method}` to detectors)"
-    return (f"not run (add a `{method}` detector with n_points: {points} to detectors, e.g. "
-            f"`{method}_{points}pts` of experiments/points.yaml)")
+    return (
+        f"not run (add a `{method}` detector with n_points: {points} to detectors, e.g. "
+        f"`{method}_{points}pts` of experiments/points.yaml)"
+    )
 
 
 def detection_cell(agg: Mapping[str, Any]) -> str:
@@ -144,11 +174,20 @@ def _detection_rows(detection: pd.DataFrame, grid: PaperGrid, rows: list[tuple[D
     out = []
     for det, reason in rows:
         for ds, att in grid.columns:
-            rec: dict[str, Any] = {"detector": det.name, "label": det.label, "method": det.method, "points": det.points, "dataset": ds, "attack": att}
+            rec: dict[str, Any] = {
+                "detector": det.name,
+                "label": det.label,
+                "method": det.method,
+                "points": det.points,
+                "dataset": ds,
+                "attack": att,
+            }
             if reason is not None:
                 rec.update(n_seeds=0, cell=reason)
             else:
-                sel = detection[(detection.dataset == ds) & (detection.attack == att) & (detection.detector == det.name)]
+                sel = detection[
+                    (detection.dataset == ds) & (detection.attack == att) & (detection.detector == det.name)
+                ]
                 agg = aggregate(sel, DETECTION_METRICS)
                 if len(sel) == 0:
                     agg["note"] = "missing: no rows in detection.csv (not run yet?)"
@@ -193,8 +232,19 @@ def points_table(detection: pd.DataFrame, grid: PaperGrid, method: str) -> pd.Da
     return _detection_rows(detection, grid, rows)
 
 
-CF_COLUMNS = ["detector", "removed", "dataset", "attack", "n_seeds", "n_removed_mean", "psr_mean", "psr_std",
-              "clean_acc_mean", "clean_acc_std", "cell"]
+CF_COLUMNS = [
+    "detector",
+    "removed",
+    "dataset",
+    "attack",
+    "n_seeds",
+    "n_removed_mean",
+    "psr_mean",
+    "psr_std",
+    "clean_acc_mean",
+    "clean_acc_std",
+    "cell",
+]
 REMOVED = {"detected": "detected poisons", "missed": "missed poisons"}
 
 
@@ -205,8 +255,11 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
     out = []
     if not detectors:
         unknown = [d for d in grid.counterfactual if not grid.detector(d)]
-        reason = (f"not run (`{'`, `'.join(unknown)}` in counterfactual: but not in detectors)" if unknown
-                  else "not run (add `delta_influence` to counterfactual:)")
+        reason = (
+            f"not run (`{'`, `'.join(unknown)}` in counterfactual: but not in detectors)"
+            if unknown
+            else "not run (add `delta_influence` to counterfactual:)"
+        )
         detectors_reason = [(d, reason) for d in (unknown or ["delta_influence"])]
     else:
         detectors_reason = [(d, None) for d in detectors]
@@ -216,8 +269,12 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
                 rec: dict[str, Any] = {"detector": det, "removed": removed, "dataset": ds, "attack": att, "n_seeds": 0}
                 sel = pd.DataFrame()
                 if reason is None and counterfactual is not None:
-                    sel = counterfactual[(counterfactual.dataset == ds) & (counterfactual.attack == att)
-                                         & (counterfactual.detector == det) & (counterfactual.removed == removed)]
+                    sel = counterfactual[
+                        (counterfactual.dataset == ds)
+                        & (counterfactual.attack == att)
+                        & (counterfactual.detector == det)
+                        & (counterfactual.removed == removed)
+                    ]
                 if reason is not None:
                     rec["cell"] = reason
                 elif att in grid.no_query_attacks:
@@ -234,8 +291,10 @@ def table3(counterfactual: pd.DataFrame | None, grid: PaperGrid) -> pd.DataFrame
                     if status != OK and (pd.isna(r.get("psr_mean")) or n_avg == 0):
                         rec["cell"] = status
                     else:
-                        rec["cell"] = (f"PSR {pm(r.psr_mean, r.psr_std)} / acc {pm(r.clean_acc_mean, r.clean_acc_std)} "
-                                       f"({_count(r.n_removed_mean)} removed, {seed_word(n_avg)})")
+                        rec["cell"] = (
+                            f"PSR {pm(r.psr_mean, r.psr_std)} / acc {pm(r.clean_acc_mean, r.clean_acc_std)} "
+                            f"({_count(r.n_removed_mean)} removed, {seed_word(n_avg)})"
+                        )
                         if status != OK:  # e.g. "attack failed on 1 of 3 seeds (…): metrics over the others"
                             rec["cell"] += f"; {status}"
                 out.append(rec)
@@ -246,8 +305,9 @@ def _count(x: float) -> str:
     return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
 
 
-def markdown(long: pd.DataFrame, row_keys: list[str], title: str, headers: Mapping[str, str] | None = None,
-             legend: str = "") -> str:
+def markdown(
+    long: pd.DataFrame, row_keys: list[str], title: str, headers: Mapping[str, str] | None = None, legend: str = ""
+) -> str:
     """A long table as Markdown: one line per distinct ``row_keys`` (in first-seen order), one column per
     (dataset, attack) holding ``cell``. ``headers`` renames the row-key columns; ``detector`` values that are
     registered methods print with the paper's names."""
@@ -276,7 +336,9 @@ def _show(key: str, value: Any, long: pd.DataFrame) -> str:
 DETECTION_LEGEND = "Cells: precision % ± std / TPR % ± std over seeds (seed count)."
 
 
-def paper_tables(detection: pd.DataFrame, counterfactual: pd.DataFrame | None, grid: PaperGrid) -> dict[str, tuple[pd.DataFrame, str]]:
+def paper_tables(
+    detection: pd.DataFrame, counterfactual: pd.DataFrame | None, grid: PaperGrid
+) -> dict[str, tuple[pd.DataFrame, str]]:
     """All five tables: name → (long DataFrame for the CSV, Markdown)."""
     t1 = table1(detection, grid)
     t2 = table2(detection, grid)
@@ -285,10 +347,44 @@ def paper_tables(detection: pd.DataFrame, counterfactual: pd.DataFrame | None, g
     t5 = points_table(detection, grid, "ekfac")
     pts = {"points": "test points"}
     return {
-        "table1": (t1, markdown(t1, ["detector", "points"], "Table 1: detection precision / TPR", pts, DETECTION_LEGEND)),
-        "table2": (t2, markdown(t2, ["detector", "points"], "Table 2: ablation of Δ-Influence's transforms", pts, DETECTION_LEGEND)),
-        "table3": (t3, markdown(t3, ["detector", "removed"], "Table 3: counterfactual (exact unlearning without the detected vs the missed poisons)",
-                                {"removed": "retrained without"}, "Cells: PSR % ± std / clean accuracy % ± std (poisons removed, seed count).")),
-        "table4": (t4, markdown(t4, ["points", "detector"], "Table 4: Δ-Influence with 1, 5 and 10 affected test points", pts, DETECTION_LEGEND)),
-        "table5": (t5, markdown(t5, ["points", "detector"], "Table 5: EK-FAC (boosted) with 1, 5 and 10 affected test points", pts, DETECTION_LEGEND)),
+        "table1": (
+            t1,
+            markdown(t1, ["detector", "points"], "Table 1: detection precision / TPR", pts, DETECTION_LEGEND),
+        ),
+        "table2": (
+            t2,
+            markdown(
+                t2, ["detector", "points"], "Table 2: ablation of Δ-Influence's transforms", pts, DETECTION_LEGEND
+            ),
+        ),
+        "table3": (
+            t3,
+            markdown(
+                t3,
+                ["detector", "removed"],
+                "Table 3: counterfactual (exact unlearning without the detected vs the missed poisons)",
+                {"removed": "retrained without"},
+                "Cells: PSR % ± std / clean accuracy % ± std (poisons removed, seed count).",
+            ),
+        ),
+        "table4": (
+            t4,
+            markdown(
+                t4,
+                ["points", "detector"],
+                "Table 4: Δ-Influence with 1, 5 and 10 affected test points",
+                pts,
+                DETECTION_LEGEND,
+            ),
+        ),
+        "table5": (
+            t5,
+            markdown(
+                t5,
+                ["points", "detector"],
+                "Table 5: EK-FAC (boosted) with 1, 5 and 10 affected test points",
+                pts,
+                DETECTION_LEGEND,
+            ),
+        ),
     }

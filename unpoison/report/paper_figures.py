@@ -7,7 +7,7 @@ the PNG states what is missing and how to add it (see :func:`placeholder`).
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import matplotlib
 
@@ -49,10 +49,14 @@ def _reference(df: pd.DataFrame, ds: str, att: str) -> dict | None:
 
 def _panels(grid: PaperGrid, rows: int) -> tuple[plt.Figure, np.ndarray]:
     cols = max(1, len(grid.columns))
-    return plt.subplots(rows, cols, figsize=(max(5.5, 0.6 * len(grid.detectors) + 2.5) * cols, 3.4 * rows), squeeze=False)
+    return plt.subplots(
+        rows, cols, figsize=(max(5.5, 0.6 * len(grid.detectors) + 2.5) * cols, 3.4 * rows), squeeze=False
+    )
 
 
-def plot_after_unlearner(unlearning: pd.DataFrame, grid: PaperGrid, unlearner_method: str, out: str, title: str) -> None:
+def plot_after_unlearner(
+    unlearning: pd.DataFrame, grid: PaperGrid, unlearner_method: str, out: str, title: str
+) -> None:
     """Paper Figure 3 (``eu``) and Figure 5 (``scrub``): PSR and clean accuracy after one unlearner per detector,
     mean ± std over seeds, one column of panels per (dataset, attack); the poisoned model is a dashed line."""
     name = grid.unlearner_for(unlearner_method)
@@ -69,16 +73,27 @@ def plot_after_unlearner(unlearning: pd.DataFrame, grid: PaperGrid, unlearner_me
             ax = axes[r, c]
             xs, labels = np.arange(len(grid.detectors)), []
             for x, det in zip(xs, grid.ordered()):
-                sel = unlearning[(unlearning.dataset == ds) & (unlearning.attack == att)
-                                 & (unlearning.detector == det.name) & (unlearning.unlearner == name)]
+                sel = unlearning[
+                    (unlearning.dataset == ds)
+                    & (unlearning.attack == att)
+                    & (unlearning.detector == det.name)
+                    & (unlearning.unlearner == name)
+                ]
                 agg = aggregate(sel, [metric])
                 labels.append(det.label)
                 if agg["n_seeds"] and not math.isnan(agg[f"{metric}_mean"]):
                     ax.bar(x, 100 * agg[f"{metric}_mean"], yerr=100 * agg[f"{metric}_std"], capsize=3, color="tab:blue")
                     ax.annotate(f"n={agg['n_seeds']}", (x, 2), ha="center", fontsize=6, color="white")
                 else:
-                    ax.text(x, 50, agg["note"] if agg["note"] != "missing: no rows" else "not run", rotation=90,
-                            ha="center", va="center", fontsize=6)
+                    ax.text(
+                        x,
+                        50,
+                        agg["note"] if agg["note"] != "missing: no rows" else "not run",
+                        rotation=90,
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                    )
             if ref and ref["n_seeds"]:
                 ax.axhline(100 * ref[f"{metric}_mean"], color="k", ls="--", lw=1, label="poisoned model")
                 ax.legend(fontsize=7, loc="upper right")
@@ -89,6 +104,18 @@ def plot_after_unlearner(unlearning: pd.DataFrame, grid: PaperGrid, unlearner_me
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, out)
+
+
+def _point(ax: plt.Axes, agg: dict, label: str, **style) -> None:
+    """One aggregate as a point: clean accuracy against PSR (%), ± std error bars."""
+    ax.errorbar(
+        100 * agg["clean_acc_mean"],
+        100 * agg["psr_mean"],
+        xerr=100 * agg["clean_acc_std"],
+        yerr=100 * agg["psr_std"],
+        label=label,
+        **style,
+    )
 
 
 def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: str, out: str, title: str) -> None:
@@ -103,25 +130,33 @@ def plot_unlearners(unlearning: pd.DataFrame, grid: PaperGrid, detector_method: 
     if not trained:
         placeholder(out, title, "only `none` in unlearners (add eu, cf or scrub to unlearners)")
         return
-    fig, axes = plt.subplots(1, max(1, len(grid.columns)), figsize=(5.5 * max(1, len(grid.columns)), 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(1, len(grid.columns)), figsize=(5.5 * max(1, len(grid.columns)), 4.2), squeeze=False
+    )
     for ax, (ds, att) in zip(axes[0], grid.columns):
         shown = 0
         ref = _reference(unlearning, ds, att)
         if ref and ref["n_seeds"]:
-            ax.errorbar(100 * ref["clean_acc_mean"], 100 * ref["psr_mean"], xerr=100 * ref["clean_acc_std"],
-                        yerr=100 * ref["psr_std"], fmt="X", color="k", ms=9, label=f"poisoned model ({seed_word(ref['n_seeds'])})")
+            _point(ax, ref, f"poisoned model ({seed_word(ref['n_seeds'])})", fmt="X", color="k", ms=9)
             shown += 1
         for u in trained:
-            sel = unlearning[(unlearning.dataset == ds) & (unlearning.attack == att)
-                             & (unlearning.detector == det.name) & (unlearning.unlearner == u)]
+            sel = unlearning[
+                (unlearning.dataset == ds)
+                & (unlearning.attack == att)
+                & (unlearning.detector == det.name)
+                & (unlearning.unlearner == u)
+            ]
             agg = aggregate(sel, ["psr", "clean_acc"])
             if agg["n_seeds"] and not math.isnan(agg["psr_mean"]):
-                ax.errorbar(100 * agg["clean_acc_mean"], 100 * agg["psr_mean"], xerr=100 * agg["clean_acc_std"],
-                            yerr=100 * agg["psr_std"], fmt="o", capsize=3, label=f"{u} ({seed_word(agg['n_seeds'])})")
+                _point(ax, agg, f"{u} ({seed_word(agg['n_seeds'])})", fmt="o", capsize=3)
                 shown += 1
         if not shown:
             ax.text(0.5, 0.5, "missing: no rows in unlearning.csv", ha="center", transform=ax.transAxes)
-        ax.set(xlabel="clean test accuracy %", ylabel="poison success rate %", title=f"{ds} / {att}: on {det.label}'s flags")
+        ax.set(
+            xlabel="clean test accuracy %",
+            ylabel="poison success rate %",
+            title=f"{ds} / {att}: on {det.label}'s flags",
+        )
         ax.set_ylim(-5, 105)
         ax.grid(alpha=0.3)
         if shown:
@@ -142,8 +177,13 @@ FIGURE_TITLES = {
 
 
 def write_paper(
-    detection: pd.DataFrame, unlearning: pd.DataFrame, counterfactual: pd.DataFrame | None, grid: PaperGrid,
-    collapse: Mapping[str, Mapping[str, str]], outputs: Mapping[str, str], seeds: list[int] | None = None,
+    detection: pd.DataFrame,
+    unlearning: pd.DataFrame,
+    counterfactual: pd.DataFrame | None,
+    grid: PaperGrid,
+    collapse: Mapping[str, Mapping[str, str]],
+    outputs: Mapping[str, str],
+    seeds: list[int] | None = None,
 ) -> None:
     """Write every paper table (``tableN`` CSV with its provenance sidecar, ``tableN_md`` Markdown) and figure
     (``figureN``) named in ``outputs``.
@@ -174,8 +214,12 @@ def write_paper(
         if det is None:
             placeholder(outputs["figure2"], FIGURE_TITLES["figure2"], f"not run (add `{method}` to detectors)")
         else:
-            assemble(dict(collapse.get(det.name, {})), outputs["figure2"], FIGURE_TITLES["figure2"],
-                     "missing: no influence-collapse figure")
+            assemble(
+                dict(collapse.get(det.name, {})),
+                outputs["figure2"],
+                FIGURE_TITLES["figure2"],
+                "missing: no influence-collapse figure",
+            )
     for name in ("figure3", "figure5"):
         if name in outputs:
             plot_after_unlearner(unlearning, grid, FIGURE_METHODS[name], outputs[name], FIGURE_TITLES[name])

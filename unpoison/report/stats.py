@@ -4,7 +4,7 @@ applies (``state`` ok), with how many seeds that is and why the others are missi
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd

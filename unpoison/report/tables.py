@@ -10,7 +10,7 @@ relearning check (``psr_relearned``, ``acc_relearned``). Every row has ``state``
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -19,18 +19,72 @@ from unpoison.io import load_json
 from unpoison.metrics import der
 from unpoison.report.stats import OK, pm, summarise
 
-DETECTION_COLUMNS = ["dataset", "attack", "seed", "detector", "n_flagged", "true_positives", "n_poisons", "tpr",
-                     "precision", "uses_truth", "status", "state"]
-UNLEARNING_COLUMNS = ["dataset", "attack", "seed", "detector", "unlearner", "clean_acc", "psr", "seconds",
-                      "cpu_seconds", "budget_epochs", "cost_vs_eu", "cpu_cost_vs_eu", "status", "r_acc", "der",
-                      "psr_relearned", "acc_relearned", "state"]
-REFERENCE_COLUMNS = ["dataset", "attack", "seed", "model", "clean_acc", "psr", "status", "r_acc", "psr_relearned",
-                     "acc_relearned", "state"]
+DETECTION_COLUMNS = [
+    "dataset",
+    "attack",
+    "seed",
+    "detector",
+    "n_flagged",
+    "true_positives",
+    "n_poisons",
+    "tpr",
+    "precision",
+    "uses_truth",
+    "status",
+    "state",
+]
+UNLEARNING_COLUMNS = [
+    "dataset",
+    "attack",
+    "seed",
+    "detector",
+    "unlearner",
+    "clean_acc",
+    "psr",
+    "seconds",
+    "cpu_seconds",
+    "budget_epochs",
+    "cost_vs_eu",
+    "cpu_cost_vs_eu",
+    "status",
+    "r_acc",
+    "der",
+    "psr_relearned",
+    "acc_relearned",
+    "state",
+]
+REFERENCE_COLUMNS = [
+    "dataset",
+    "attack",
+    "seed",
+    "model",
+    "clean_acc",
+    "psr",
+    "status",
+    "r_acc",
+    "psr_relearned",
+    "acc_relearned",
+    "state",
+]
 RUN_KEYS = ["dataset", "attack", "seed"]
 SUMMARY_KEYS = ["dataset", "attack", "detector", "unlearner"]
 TIMES = ["seconds", "cpu_seconds", "budget_epochs"]
-SUMMARY_METRICS = ["n_flagged", "tpr", "precision", "clean_acc", "psr", "seconds", "cpu_seconds", "budget_epochs",
-                   "cost_vs_eu", "cpu_cost_vs_eu", "r_acc", "der", "psr_relearned", "acc_relearned"]
+SUMMARY_METRICS = [
+    "n_flagged",
+    "tpr",
+    "precision",
+    "clean_acc",
+    "psr",
+    "seconds",
+    "cpu_seconds",
+    "budget_epochs",
+    "cost_vs_eu",
+    "cpu_cost_vs_eu",
+    "r_acc",
+    "der",
+    "psr_relearned",
+    "acc_relearned",
+]
 NO_DETECTOR = "—"  # the detector of the reference rows (clean model, poisoned model)
 TRUTH_MARK = "†"  # marks detectors that read the ground truth in Markdown tables
 
@@ -48,7 +102,9 @@ def detection_table(files: Iterable[str], truth_detectors: Iterable[str] = ()) -
     return df.sort_values(["dataset", "attack", "detector", "seed"]).reset_index(drop=True)
 
 
-def unlearning_table(unlearned_files: Iterable[str], poisoned_files: Iterable[str], detectors: list[str]) -> pd.DataFrame:
+def unlearning_table(
+    unlearned_files: Iterable[str], poisoned_files: Iterable[str], detectors: list[str]
+) -> pd.DataFrame:
     """Rows of model metrics after unlearning; the poisoned model appears as unlearner ``none`` once per detector
     (zero time; measured even when the attack failed, its ``status`` then says so)."""
     rows = [load_json(f) for f in unlearned_files]
@@ -73,8 +129,10 @@ def reference_table(poisoned_files: Iterable[str], clean_files: Iterable[str] = 
     """Clean accuracy and PSR of the poisoned model (every run, also when its attack failed) and of the model
     trained on the clean data (how often a never-poisoned model already does what the attack wants)."""
     columns = [c for c in REFERENCE_COLUMNS if c != "model"]
-    parts = [read_rows(files, columns).assign(model=model)
-             for model, files in (("poisoned model", poisoned_files), ("clean model", clean_files))]
+    parts = [
+        read_rows(files, columns).assign(model=model)
+        for model, files in (("poisoned model", poisoned_files), ("clean model", clean_files))
+    ]
     parts = [p for p in parts if len(p)]
     df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=REFERENCE_COLUMNS)
     return df[REFERENCE_COLUMNS].sort_values(["dataset", "attack", "model", "seed"]).reset_index(drop=True)
@@ -92,21 +150,28 @@ def reference_summary(reference: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summary_table(detection: pd.DataFrame, unlearning: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+def summary_table(
+    detection: pd.DataFrame, unlearning: pd.DataFrame, reference: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Mean and std over seeds per (dataset, attack, detector, unlearner), over the seeds whose result applies
     (``n_ok`` of ``n_seeds``; ``attack_success`` = n_ok / n_seeds), with the reference rows first per (dataset,
     attack): detector "—", unlearner "poisoned model" and "clean model" (when the grid has one)."""
     merged = unlearning.merge(detection.drop(columns=["status", "state"]), on=RUN_KEYS + ["detector"], how="left")
     out = summarise(merged, SUMMARY_KEYS, SUMMARY_METRICS)
     truth = merged.groupby(SUMMARY_KEYS, sort=True).uses_truth.max()
-    out["uses_truth"] = [isinstance(v, (bool, np.bool_)) and bool(v)
-                         for v in (truth.get(tuple(k)) for k in out[SUMMARY_KEYS].itertuples(index=False))]
+    out["uses_truth"] = [
+        isinstance(v, (bool, np.bool_)) and bool(v)
+        for v in (truth.get(tuple(k)) for k in out[SUMMARY_KEYS].itertuples(index=False))
+    ]
     if reference is not None and len(reference):
         out = pd.concat([reference_summary(reference), out], ignore_index=True)
     out["_ref"] = out.detector != NO_DETECTOR  # reference rows first within each (dataset, attack)
     out = out.sort_values(["dataset", "attack", "_ref", "detector", "unlearner"], kind="stable").drop(columns="_ref")
-    ordered = (["n_seeds", "n_ok", "attack_success", "uses_truth"]
-               + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")] + ["status"])
+    ordered = (
+        ["n_seeds", "n_ok", "attack_success", "uses_truth"]
+        + [f"{m}_{s}" for m in SUMMARY_METRICS for s in ("mean", "std")]
+        + ["status"]
+    )
     for col in ordered:
         if col not in out:
             out[col] = float("nan")
@@ -117,8 +182,10 @@ def pct(r: object, m: str) -> str:
     return pm(getattr(r, m + "_mean"), getattr(r, m + "_std"))
 
 
-SUMMARY_HEADER = ("| dataset | attack | detector | unlearner | attack ok | flagged | TPR % | precision % | clean acc % "
-                  "| PSR % | R-Acc % | DER | PSR relearned % | seconds | × EU |")
+SUMMARY_HEADER = (
+    "| dataset | attack | detector | unlearner | attack ok | flagged | TPR % | precision % | clean acc % "
+    "| PSR % | R-Acc % | DER | PSR relearned % | seconds | × EU |"
+)
 
 
 def summary_markdown(summary: pd.DataFrame) -> str:
@@ -133,19 +200,40 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     for r in summary.itertuples(index=False):
         ok = "—" if pd.isna(r.attack_success) else f"{round(r.attack_success * r.n_seeds)}/{r.n_seeds}"
         if r.detector == NO_DETECTOR:
-            cells = ["—", "—", "—", pct(r, "clean_acc"), pct(r, "psr"), pct(r, "r_acc"), "—", pct(r, "psr_relearned"),
-                     "—", "—"]
+            cells = [
+                "—",
+                "—",
+                "—",
+                pct(r, "clean_acc"),
+                pct(r, "psr"),
+                pct(r, "r_acc"),
+                "—",
+                pct(r, "psr_relearned"),
+                "—",
+                "—",
+            ]
         elif r.n_ok == 0:
             cells = [r.status] + ["—"] * 9
         else:
             flagged = "—" if pd.isna(r.n_flagged_mean) else f"{r.n_flagged_mean:.0f}"
-            cells = [flagged, pct(r, "tpr"), pct(r, "precision"), pct(r, "clean_acc"), pct(r, "psr"), pct(r, "r_acc"),
-                     pm(r.der_mean, r.der_std, 1.0, 2), pct(r, "psr_relearned"), f"{r.seconds_mean:.1f}",
-                     pm(r.cost_vs_eu_mean, r.cost_vs_eu_std, 1.0, 2)]
+            cells = [
+                flagged,
+                pct(r, "tpr"),
+                pct(r, "precision"),
+                pct(r, "clean_acc"),
+                pct(r, "psr"),
+                pct(r, "r_acc"),
+                pm(r.der_mean, r.der_std, 1.0, 2),
+                pct(r, "psr_relearned"),
+                f"{r.seconds_mean:.1f}",
+                pm(r.cost_vs_eu_mean, r.cost_vs_eu_std, 1.0, 2),
+            ]
         det = f"{r.detector} {TRUTH_MARK}" if bool(r.uses_truth) else r.detector
         lines.append(f"| {r.dataset} | {r.attack} | {det} | {r.unlearner} | {ok} | " + " | ".join(cells) + " |")
     if summary.uses_truth.astype(bool).any():
-        lines.append(f"\n{TRUTH_MARK} reads the ground truth (the oracle): an upper bound for the unlearners, not a defence.")
+        lines.append(
+            f"\n{TRUTH_MARK} reads the ground truth (the oracle): an upper bound for the unlearners, not a defence."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -22,8 +22,17 @@ def prepare_dataset(*, settings: dict[str, Any], clean: str) -> None:
 
 
 def poison_dataset(
-    *, clean: str, attack: str, attack_settings: dict[str, Any], seed: int, recipe: dict[str, Any] | None,
-    execution: Execution, poisoned: str, truth: str, artifacts: str, clean_model: str | None = None,
+    *,
+    clean: str,
+    attack: str,
+    attack_settings: dict[str, Any],
+    seed: int,
+    recipe: dict[str, Any] | None,
+    execution: Execution,
+    poisoned: str,
+    truth: str,
+    artifacts: str,
+    clean_model: str | None = None,
     log: TextIO | None = None,
 ) -> None:
     """Poison the training set; write the poisoned set, separately the ground truth, and the attack's artifacts.

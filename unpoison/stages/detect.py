@@ -32,7 +32,9 @@ def detect(*, method: str, settings: dict[str, Any], seed: int, queries: str, fl
     wanted = settings.get("n_points")
     scored = min((len(s["scores"]) for p, s in scores.items() if not p.startswith("controls_")), default=None)
     if wanted and scored is not None and wanted > scored:  # e.g. 5 points of an attack with one target image
-        status = Status(State.TOO_FEW_POINTS, f"n_points = {wanted}, but the attack gives {scored} affected test point(s)")
+        status = Status(
+            State.TOO_FEW_POINTS, f"n_points = {wanted}, but the attack gives {scored} affected test point(s)"
+        )
         return write_flags(flagged, np.empty(0, dtype=np.int64), method, settings, det.needs_truth(), status)
     fields: dict[str, Any] = {}
     for kind, path in inputs.items():
@@ -42,9 +44,11 @@ def detect(*, method: str, settings: dict[str, Any], seed: int, queries: str, fl
     write_flags(flagged, flags, method, settings, det.needs_truth(), OK)  # the flags apply
 
 
-def write_flags(out: str, flags: np.ndarray, method: str, settings: dict[str, Any], uses_truth: bool,
-                status: Status) -> None:
+def write_flags(
+    out: str, flags: np.ndarray, method: str, settings: dict[str, Any], uses_truth: bool, status: Status
+) -> None:
     """Save flagged indices with a meta JSON: the detector, its settings, the count and the run's status."""
     save_npy(flags, out)
-    save_meta(out, detector=method, params=settings, n_flagged=len(flags), uses_truth=uses_truth,
-              status=status.to_dict())
+    save_meta(
+        out, detector=method, params=settings, n_flagged=len(flags), uses_truth=uses_truth, status=status.to_dict()
+    )

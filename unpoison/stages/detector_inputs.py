@@ -27,7 +27,13 @@ def extract_features(*, model: str, poisoned: str, features: str, execution: Exe
 
 
 def train_detector_model(
-    *, clean: str, method: str, settings: dict[str, Any], execution: Execution, model: str, log: TextIO | None = None,
+    *,
+    clean: str,
+    method: str,
+    settings: dict[str, Any],
+    execution: Execution,
+    model: str,
+    log: TextIO | None = None,
 ) -> None:
     """Train a detector's per-dataset model on the dataset's CLEAN training images (never a poisoned set).
 

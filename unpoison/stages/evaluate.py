@@ -4,7 +4,8 @@ readers of truth.json), the threshold sweep, and the counterfactual of paper Tab
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def status_fields(status: Status) -> dict[str, str]:
 
 
 def evaluate_detection(
-    *, flagged: str | Sequence[str], truth: str, metrics: str | Sequence[str], detectors: Sequence[str],
+    *,
+    flagged: str | Sequence[str],
+    truth: str,
+    metrics: str | Sequence[str],
+    detectors: Sequence[str],
     ids: dict[str, Any],
 ) -> None:
     """Detection metrics of each detector's flags (``flagged`` and ``metrics`` follow ``detectors``' order). Flags
@@ -46,15 +51,24 @@ def evaluate_detection(
             row = detection_metrics(load_npy(flags), poisons)
         else:
             row = {**dict.fromkeys(("n_flagged", "true_positives", "tpr", "precision"), NAN), "n_poisons": len(poisons)}
-        save_json({**ids, "detector": name, **row, **status_fields(status), "provenance": provenance(seed=ids["seed"])},
-                  out)
+        save_json(
+            {**ids, "detector": name, **row, **status_fields(status), "provenance": provenance(seed=ids["seed"])}, out
+        )
 
 
 class ModelEvaluator:
     """Everything a run's model metrics share: the test data, the attack, its truth, the device."""
 
-    def __init__(self, clean: str, truth: str, attack: str, attack_settings: dict[str, Any], poisoned: str,
-                 execution: Execution, seed: int) -> None:
+    def __init__(
+        self,
+        clean: str,
+        truth: str,
+        attack: str,
+        attack_settings: dict[str, Any],
+        poisoned: str,
+        execution: Execution,
+        seed: int,
+    ) -> None:
         from unpoison.artifacts import load_clean, load_poisoned
         from unpoison.attacks import get_attack
 
@@ -66,16 +80,50 @@ class ModelEvaluator:
 
     def metrics(self, net) -> dict[str, Any]:
         x_poisoned = self.x_poisoned if self.attack.metrics_read_poisoned else None
-        return model_metrics(net, self.data, self.attack, self.truth, self.device, self.batch_size, x_poisoned,
-                             self.seed)
+        return model_metrics(
+            net, self.data, self.attack, self.truth, self.device, self.batch_size, x_poisoned, self.seed
+        )
+
+
+def _unlearned_row(path: str, flags: str, measure: Callable, times: dict[str, float]) -> dict[str, Any]:
+    """An unlearned model's metrics and costs, or NaN metrics and its status when its flags did not apply."""
+    from unpoison.models import load_checkpoint
+
+    info = load_json(meta_path(path))
+    status = Status.from_dict(info.get("status"))
+    row: dict[str, Any] = status_fields(status)
+    if not status.ok:
+        return {**row, "clean_acc": NAN, "psr": NAN, **times}
+    return {
+        **row,
+        **measure(load_checkpoint(path)[0], load_npy(flags)),
+        "seconds": float(info.get("seconds", 0.0)),
+        "cpu_seconds": float(info.get("cpu_seconds", NAN)),
+        "budget_epochs": float(info.get("report", {}).get("budget_epochs", NAN)),
+    }
 
 
 def evaluate_models(
-    *, model: str, clean: str, truth: str, queries: str, poisoned: str, attack: str, attack_settings: dict[str, Any],
-    ids: dict[str, Any], recipe: dict[str, Any], relearning: dict[str, Any], execution: Execution,
-    poisoned_metrics: str, unlearned: str | Sequence[str] = (), unlearned_metrics: str | Sequence[str] = (),
-    flagged: str | Sequence[str] = (), pairs: Sequence[Sequence[str]] = (), clean_model: str | None = None,
-    clean_model_metrics: str | None = None, log: TextIO | None = None,
+    *,
+    model: str,
+    clean: str,
+    truth: str,
+    queries: str,
+    poisoned: str,
+    attack: str,
+    attack_settings: dict[str, Any],
+    ids: dict[str, Any],
+    recipe: dict[str, Any],
+    relearning: dict[str, Any],
+    execution: Execution,
+    poisoned_metrics: str,
+    unlearned: str | Sequence[str] = (),
+    unlearned_metrics: str | Sequence[str] = (),
+    flagged: str | Sequence[str] = (),
+    pairs: Sequence[Sequence[str]] = (),
+    clean_model: str | None = None,
+    clean_model_metrics: str | None = None,
+    log: TextIO | None = None,
 ) -> None:
     """Clean accuracy, PSR, R-Acc, the attack's own metrics and (with ``relearning``) the same after a brief clean
     fine-tune, of the run's poisoned model, every unlearned model (``pairs`` = their (detector, unlearner), in the
@@ -105,17 +153,10 @@ def evaluate_models(
     times = dict.fromkeys(("seconds", "cpu_seconds", "budget_epochs"), 0.0)
     row = {**ids, **measure(net, np.empty(0, dtype=np.int64)), **times, **status_fields(poisoned_status)}
     save_json({**row, "provenance": provenance(seed=ids["seed"])}, poisoned_metrics)
-    for (detector, unlearner), path, flags, out in zip(pairs, as_list(unlearned), as_list(flagged),
-                                                       as_list(unlearned_metrics), strict=True):
-        info = load_json(meta_path(path))
-        status = Status.from_dict(info.get("status"))
-        row = {**ids, "detector": detector, "unlearner": unlearner, **status_fields(status)}
-        if status.ok:
-            row.update(measure(load_checkpoint(path)[0], load_npy(flags)), seconds=float(info.get("seconds", 0.0)),
-                       cpu_seconds=float(info.get("cpu_seconds", NAN)),
-                       budget_epochs=float(info.get("report", {}).get("budget_epochs", NAN)))
-        else:
-            row.update(clean_acc=NAN, psr=NAN, **times)
+    for (detector, unlearner), path, flags, out in zip(
+        pairs, as_list(unlearned), as_list(flagged), as_list(unlearned_metrics), strict=True
+    ):
+        row = {**ids, "detector": detector, "unlearner": unlearner, **_unlearned_row(path, flags, measure, times)}
         save_json({**row, "provenance": provenance(seed=ids["seed"])}, out)
     if clean_model and clean_model_metrics:
         row = {**ids, **ev.metrics(load_checkpoint(clean_model)[0]), **times, **status_fields(OK)}
@@ -123,7 +164,12 @@ def evaluate_models(
 
 
 def sweep_thresholds(
-    *, truth: str, grid: dict[str, Any], detectors: dict[str, dict[str, Any]], ids: dict[str, Any], sweep: str,
+    *,
+    truth: str,
+    grid: dict[str, Any],
+    detectors: dict[str, dict[str, Any]],
+    ids: dict[str, Any],
+    sweep: str,
     **scores: str,
 ) -> None:
     """Detection metrics of each sweeping detector (name → {method, settings}) over the grid of its
@@ -143,7 +189,11 @@ def sweep_thresholds(
 
 
 def sweep_detector(
-    name: str, method: str, settings: dict[str, Any], scores: dict[str, dict[str, Any]], poisons: list[int],
+    name: str,
+    method: str,
+    settings: dict[str, Any],
+    scores: dict[str, dict[str, Any]],
+    poisons: list[int],
     grid: SweepGrid,
 ) -> list[dict[str, Any]]:
     """One detector's rows of the sweep: every combination of the grid's values of its sweep parameters."""
@@ -166,8 +216,19 @@ def sweep_detector(
 
 
 def counterfactual(
-    *, model: str, clean: str, poisoned: str, flagged: str, truth: str, attack: str, attack_settings: dict[str, Any],
-    recipe: dict[str, Any], seed: int, ids: dict[str, Any], execution: Execution, metrics: str,
+    *,
+    model: str,
+    clean: str,
+    poisoned: str,
+    flagged: str,
+    truth: str,
+    attack: str,
+    attack_settings: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int,
+    ids: dict[str, Any],
+    execution: Execution,
+    metrics: str,
     log: TextIO | None = None,
 ) -> None:
     """Retrain from scratch (exact unlearning, the run's recipe and seed) once without the DETECTED true poisons and
@@ -180,8 +241,10 @@ def counterfactual(
 
     status = read_status(flagged)
     if not status.ok:
-        rows = [{**ids, "removed": r, "n_removed": NAN, "tpr": NAN, "clean_acc": NAN, "psr": NAN,
-                 **status_fields(status)} for r in ("detected", "missed")]
+        rows = [
+            {**ids, "removed": r, "n_removed": NAN, "tpr": NAN, "clean_acc": NAN, "psr": NAN, **status_fields(status)}
+            for r in ("detected", "missed")
+        ]
         save_json({"rows": rows}, metrics)
         return
     net, spec = load_checkpoint(model)
@@ -193,8 +256,16 @@ def counterfactual(
     for removed, forget in (("detected", detected), ("missed", missed)):
         inputs = UnlearnInputs(net, spec, x, y, forget, TrainRecipe.from_dict(recipe), seed, ev.device, log)
         retrained = get_unlearner("eu").unlearn(inputs)
-        rows.append({**ids, "removed": removed, "n_removed": int(len(forget)), "tpr": tpr, **ev.metrics(retrained),
-                     **status_fields(OK)})
+        rows.append(
+            {
+                **ids,
+                "removed": removed,
+                "n_removed": int(len(forget)),
+                "tpr": tpr,
+                **ev.metrics(retrained),
+                **status_fields(OK),
+            }
+        )
     save_json({"rows": rows, "provenance": provenance(seed=seed)}, metrics)
 
 

@@ -3,8 +3,9 @@ every query in one pass over the training set."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -30,15 +31,28 @@ def skip_fit(out_dir: str, status: Any, seed: int, settings: dict[str, Any]) -> 
     if status.ok:
         return False
     print(f"no query to score ({status.label}): EK-FAC factors not fitted", flush=True)
-    record = {"skipped": True, "seed": seed, "settings": settings, "status": status.to_dict(),
-              "provenance": provenance(seed=seed)}
+    record = {
+        "skipped": True,
+        "seed": seed,
+        "settings": settings,
+        "status": status.to_dict(),
+        "provenance": provenance(seed=seed),
+    }
     save_json(record, Path(out_dir) / SKIPPED)
     return True
 
 
 def fit_ekfac(
-    *, model: str, poisoned: str, queries: str, factors: str, settings: dict[str, Any], seed: int, execution: Execution,
-    eigen: str | None = None, lambda_shards: Sequence[str] = (),
+    *,
+    model: str,
+    poisoned: str,
+    queries: str,
+    factors: str,
+    settings: dict[str, Any],
+    seed: int,
+    execution: Execution,
+    eigen: str | None = None,
+    lambda_shards: Sequence[str] = (),
 ) -> None:
     """Fit EK-FAC factors of ``model`` on the full (poisoned) training set into the directory ``factors`` (or, with
     ``influence.shards`` K > 1, sum the K lambda shards fitted on the eigenbasis ``eigen``), logging each stage's
@@ -59,21 +73,30 @@ def fit_ekfac(
 
 
 def select_controls(
-    *, clean: str, model: str, queries: str, controls: str, n_controls: int, seed: int, execution: Execution,
+    *,
+    clean: str,
+    model: str,
+    queries: str,
+    controls: str,
+    n_controls: int,
+    seed: int,
+    execution: Execution,
 ) -> None:
     """Pick ``n_controls`` correctly classified test images by ``seed`` (its ``controls`` stream): of the first query's
     predicted class when ``queries`` holds one, else of any class; never reads ground truth."""
     net, _ = load_checkpoint(model)
     q = load_torch(queries)
     label = int(q["labels"][0]) if len(q.get("labels", [])) else None
-    chosen = choose_controls(net, load_clean(clean), n_controls, seed, execution.torch_device(),
-                             execution.get("eval_batch_size", 512), label)
+    chosen = choose_controls(
+        net, load_clean(clean), n_controls, seed, execution.torch_device(), execution.get("eval_batch_size", 512), label
+    )
     save_torch(chosen, controls)
     save_meta(controls, count=n_controls, seed=seed, test_index=chosen["test_index"], label=label)
 
 
-def write_empty_scores(outputs: dict[str, str], n_b: int, n_train: int, seed: int, settings: dict[str, Any],
-                       status: dict[str, str]) -> None:
+def write_empty_scores(
+    outputs: dict[str, str], n_b: int, n_train: int, seed: int, settings: dict[str, Any], status: dict[str, str]
+) -> None:
     """Score files with no query row, whose metadata carries the status that says why."""
     for probe, path in outputs.items():
         cols = 1 if probe == "base" else 1 + n_b
@@ -92,8 +115,9 @@ def check_fitted(factors: str, queries: str) -> None:
         )
 
 
-def run_probe_sets(queries: str, controls: str | None, outputs: Sequence[str], num_classes: int, n_b: int,
-                   seed: int) -> StackedProbes:
+def run_probe_sets(
+    queries: str, controls: str | None, outputs: Sequence[str], num_classes: int, n_b: int, seed: int
+) -> StackedProbes:
     """The probe sets the outputs ask for: each needed probe of the queries and, for ``controls_<probe>`` outputs,
     of the control queries (their transforms from their own ``probes/controls`` stream), stacked."""
     q = load_torch(queries)
@@ -104,14 +128,25 @@ def run_probe_sets(queries: str, controls: str | None, outputs: Sequence[str], n
         if controls is None:
             raise ValueError(f"outputs {sorted(outputs)} ask for control scores but no controls file was given")
         c = load_torch(controls)
-        sets["controls_"] = build_probe_set(c["x"], c["labels"], num_classes, n_b, seed, control_probes,
-                                            "probes/controls")
+        sets["controls_"] = build_probe_set(
+            c["x"], c["labels"], num_classes, n_b, seed, control_probes, "probes/controls"
+        )
     return StackedProbes.of(sets)
 
 
 def score_probes(
-    *, model: str, poisoned: str, queries: str, n_b: int, settings: dict[str, Any], seed: int, execution: Execution,
-    factors: str | None = None, controls: str | None = None, parts: Sequence[str] = (), **outputs: str,
+    *,
+    model: str,
+    poisoned: str,
+    queries: str,
+    n_b: int,
+    settings: dict[str, Any],
+    seed: int,
+    execution: Execution,
+    factors: str | None = None,
+    controls: str | None = None,
+    parts: Sequence[str] = (),
+    **outputs: str,
 ) -> None:
     """Score the base queries and the transformed queries of every requested probe in ONE pass over the training
     set (or, with ``parts``, gather the score shards of ``influence.shards`` K passes over its parts).
@@ -130,9 +165,23 @@ def score_probes(
         scores = gather_scores(list(parts))
     else:
         check_fitted(factors, queries)
-        scores = score_queries(net, factors, stacked.dataset(), TensorDataset01(x, y),
-                               ScoreSettings.from_dict(execution.merged(settings)), execution.torch_device())
+        scores = score_queries(
+            net,
+            factors,
+            stacked.dataset(),
+            TensorDataset01(x, y),
+            ScoreSettings.from_dict(execution.merged(settings)),
+            execution.torch_device(),
+        )
     for name, path in outputs.items():
         save_torch(stacked.split(scores, name), path)
-        save_meta(path, probe=name, n_b=n_b, seed=seed, settings=settings, n_queries_in_pass=len(stacked.labels),
-                  shards=max(1, len(parts)), status=status.to_dict())
+        save_meta(
+            path,
+            probe=name,
+            n_b=n_b,
+            seed=seed,
+            settings=settings,
+            n_queries_in_pass=len(stacked.labels),
+            shards=max(1, len(parts)),
+            status=status.to_dict(),
+        )

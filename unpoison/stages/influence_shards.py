@@ -7,7 +7,8 @@ job. Each step skips its work when the queries' status says there is nothing to 
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from unpoison.artifacts import load_poisoned
 from unpoison.data import TensorDataset01
@@ -24,20 +25,42 @@ from unpoison.status import read_status
 
 
 def fit_covariance_shard(
-    *, model: str, poisoned: str, queries: str, shard_dir: str, settings: dict[str, Any], seed: int, shard: int,
-    shards: int, execution: Execution,
+    *,
+    model: str,
+    poisoned: str,
+    queries: str,
+    shard_dir: str,
+    settings: dict[str, Any],
+    seed: int,
+    shard: int,
+    shards: int,
+    execution: Execution,
 ) -> None:
     """The covariance pass over part ``shard`` of ``shards`` of the training set, into ``shard_dir``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
     net, _ = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
-    covariance_part(net, TensorDataset01(x, y), shard_dir, FactorSettings.from_dict(execution.merged(settings)),
-                    execution.torch_device(), seed, shard, shards)
+    covariance_part(
+        net,
+        TensorDataset01(x, y),
+        shard_dir,
+        FactorSettings.from_dict(execution.merged(settings)),
+        execution.torch_device(),
+        seed,
+        shard,
+        shards,
+    )
 
 
 def aggregate_covariance(
-    *, model: str, queries: str, covariance_shards: Sequence[str], eigen: str, settings: dict[str, Any], seed: int,
+    *,
+    model: str,
+    queries: str,
+    covariance_shards: Sequence[str],
+    eigen: str,
+    settings: dict[str, Any],
+    seed: int,
     execution: Execution,
 ) -> None:
     """Sum the covariance shards and eigen-decompose them once (robustly), into ``eigen``."""
@@ -48,21 +71,51 @@ def aggregate_covariance(
 
 
 def fit_lambda_shard(
-    *, model: str, poisoned: str, queries: str, eigen: str, shard_dir: str, settings: dict[str, Any], seed: int,
-    shard: int, shards: int, execution: Execution,
+    *,
+    model: str,
+    poisoned: str,
+    queries: str,
+    eigen: str,
+    shard_dir: str,
+    settings: dict[str, Any],
+    seed: int,
+    shard: int,
+    shards: int,
+    execution: Execution,
 ) -> None:
     """The lambda (eigenvalue-correction) pass over part ``shard`` of the training set, in the eigenbasis ``eigen``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
     net, _ = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
-    lambda_part(net, TensorDataset01(x, y), eigen, shard_dir, FactorSettings.from_dict(execution.merged(settings)),
-                execution.torch_device(), seed, shard, shards)
+    lambda_part(
+        net,
+        TensorDataset01(x, y),
+        eigen,
+        shard_dir,
+        FactorSettings.from_dict(execution.merged(settings)),
+        execution.torch_device(),
+        seed,
+        shard,
+        shards,
+    )
 
 
 def score_shard(
-    *, model: str, poisoned: str, queries: str, factors: str, n_b: int, settings: dict[str, Any], seed: int,
-    shard: int, shards: int, probes: list[str], execution: Execution, part: str, controls: str | None = None,
+    *,
+    model: str,
+    poisoned: str,
+    queries: str,
+    factors: str,
+    n_b: int,
+    settings: dict[str, Any],
+    seed: int,
+    shard: int,
+    shards: int,
+    probes: list[str],
+    execution: Execution,
+    part: str,
+    controls: str | None = None,
 ) -> None:
     """Every query of every needed probe (``probes``: the score files ``score_probes`` writes) against part
     ``shard`` of ``shards`` of the training set, in one pass over that part; an empty part file when the queries'
@@ -74,6 +127,14 @@ def score_shard(
     net, spec = load_checkpoint(model)
     x, y = load_poisoned(poisoned)
     stacked = run_probe_sets(queries, controls, probes, spec["num_classes"], n_b, seed)
-    score_part(net, factors, stacked.dataset(), TensorDataset01(x, y), ScoreSettings.from_dict(execution.merged(settings)),
-               execution.torch_device(), shard, shards, part)
-
+    score_part(
+        net,
+        factors,
+        stacked.dataset(),
+        TensorDataset01(x, y),
+        ScoreSettings.from_dict(execution.merged(settings)),
+        execution.torch_device(),
+        shard,
+        shards,
+        part,
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -11,8 +12,14 @@ from unpoison.report.paper_figures import write_paper
 
 
 def make_paper(
-    *, detection_csv: str, unlearning_csv: str, counterfactual_csv: str | Sequence[str], collapse: Sequence[str],
-    grid: dict[str, Any], collapse_keys: list[list[str]], **outputs: str,
+    *,
+    detection_csv: str,
+    unlearning_csv: str,
+    counterfactual_csv: str | Sequence[str],
+    collapse: Sequence[str],
+    grid: dict[str, Any],
+    collapse_keys: list[list[str]],
+    **outputs: str,
 ) -> None:
     """Write every file of ``results/paper/`` (``outputs``: tableN, tableN_md, figureN → path).
 
@@ -25,5 +32,11 @@ def make_paper(
     panels: dict[str, dict[str, str]] = {}
     for (detector, column), path in zip(collapse_keys, collapse, strict=True):
         panels.setdefault(detector, {})[column] = path
-    write_paper(pd.read_csv(detection_csv), pd.read_csv(unlearning_csv), pd.read_csv(cf) if cf else None,
-                PaperGrid.from_dict(grid), panels, outputs)
+    write_paper(
+        pd.read_csv(detection_csv),
+        pd.read_csv(unlearning_csv),
+        pd.read_csv(cf) if cf else None,
+        PaperGrid.from_dict(grid),
+        panels,
+        outputs,
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -11,9 +12,18 @@ from unpoison.report import figures, gus, tables
 
 
 def make_tables(
-    *, detection: Sequence[str], unlearned: Sequence[str], poisoned: Sequence[str], clean_model: Sequence[str],
-    detectors: list[str], with_none: bool, truth_detectors: list[str], detection_csv: str, unlearning_csv: str,
-    summary_csv: str, summary_md: str,
+    *,
+    detection: Sequence[str],
+    unlearned: Sequence[str],
+    poisoned: Sequence[str],
+    clean_model: Sequence[str],
+    detectors: list[str],
+    with_none: bool,
+    truth_detectors: list[str],
+    detection_csv: str,
+    unlearning_csv: str,
+    summary_csv: str,
+    summary_md: str,
 ) -> None:
     """detection.csv, unlearning.csv (with the poisoned model as ``none`` when it is in the grid), summary.csv and
     summary.md from every run's metrics JSONs."""
@@ -31,7 +41,9 @@ def make_sweep_table(*, sweep: Sequence[str], sweep_csv: str) -> None:
     write_csv(tables.sweep_table(sweep), sweep_csv)
 
 
-def make_counterfactual_table(*, counterfactual: Sequence[str], counterfactual_csv: str, counterfactual_md: str) -> None:
+def make_counterfactual_table(
+    *, counterfactual: Sequence[str], counterfactual_csv: str, counterfactual_md: str
+) -> None:
     """Paper Table 3's rows over every run (CSV and Markdown)."""
     table = tables.counterfactual_table(counterfactual)
     write_csv(table, counterfactual_csv)
@@ -54,8 +66,15 @@ def plot_threshold_sweep(*, sweep_csv: str, dataset: str, attack: str, figure: s
 
 
 def plot_influence_collapse(
-    *, scores: Sequence[str], truth: Sequence[str], seeds: list[int], settings: dict[str, Any], dataset: str,
-    attack: str, detector: str, figure: str,
+    *,
+    scores: Sequence[str],
+    truth: Sequence[str],
+    seeds: list[int],
+    settings: dict[str, Any],
+    dataset: str,
+    attack: str,
+    detector: str,
+    figure: str,
 ) -> None:
     """Δ per transform, poisons vs clean points, for the first seed whose attack took (one detector's τ and k)."""
     tau, k = settings["tau"], settings["k"]

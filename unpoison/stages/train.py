@@ -24,13 +24,25 @@ def model_spec(architecture: dict[str, Any], clean: str) -> dict[str, Any]:
     """
     d = load_torch(clean, mmap=True)
     options = {k: v for k, v in architecture.items() if k != "name"}
-    return {"name": architecture["name"], "num_classes": len(d["classes"]), "in_channels": int(d["x_train"].shape[1]),
-            "options": options}
+    return {
+        "name": architecture["name"],
+        "num_classes": len(d["classes"]),
+        "in_channels": int(d["x_train"].shape[1]),
+        "options": options,
+    }
 
 
 def fit_fresh_model(
-    x: torch.Tensor, y: torch.Tensor, spec: dict[str, Any], recipe: dict[str, Any], seed: int, stream: str,
-    execution: Execution, out: str, log: TextIO | None = None, **meta: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    spec: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int,
+    stream: str,
+    execution: Execution,
+    out: str,
+    log: TextIO | None = None,
+    **meta: Any,
 ) -> None:
     """Train a fresh model of ``spec`` on (x, y) and save it; initialisation and data order come from ``seed``'s
     ``{stream}/init`` and ``{stream}/order`` streams."""
@@ -43,8 +55,15 @@ def fit_fresh_model(
 
 
 def train_model(
-    *, clean: str, poisoned: str, architecture: dict[str, Any], recipe: dict[str, Any], seed: int,
-    execution: Execution, model: str, log: TextIO | None = None,
+    *,
+    clean: str,
+    poisoned: str,
+    architecture: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int,
+    execution: Execution,
+    model: str,
+    log: TextIO | None = None,
 ) -> None:
     """Train a model from scratch on the poisoned training set (streams ``train/init``, ``train/order``)."""
     spec = model_spec(architecture, clean)
@@ -53,26 +72,56 @@ def train_model(
 
 
 def train_clean(
-    *, clean: str, architecture: dict[str, Any], recipe: dict[str, Any], seed: int, execution: Execution, model: str,
+    *,
+    clean: str,
+    architecture: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int,
+    execution: Execution,
+    model: str,
     log: TextIO | None = None,
 ) -> None:
     """Train the dataset's model on its CLEAN training set (for attacks built on a clean model, and the clean
     reference row); streams ``clean/init`` and ``clean/order``."""
     data = load_clean(clean)
-    fit_fresh_model(data.x_train, data.y_train, model_spec(architecture, clean), recipe, seed, "clean", execution,
-                    model, log, training_set="clean")
+    fit_fresh_model(
+        data.x_train,
+        data.y_train,
+        model_spec(architecture, clean),
+        recipe,
+        seed,
+        "clean",
+        execution,
+        model,
+        log,
+        training_set="clean",
+    )
 
 
 def select_queries(
-    *, clean: str, truth: str, model: str, attack: str, attack_settings: dict[str, Any], n_queries: int, seed: int,
-    execution: Execution, queries: str,
+    *,
+    clean: str,
+    truth: str,
+    model: str,
+    attack: str,
+    attack_settings: dict[str, Any],
+    n_queries: int,
+    seed: int,
+    execution: Execution,
+    queries: str,
 ) -> None:
     """Pick ``n_queries`` affected test points the model classifies as the target (the scenario's oracle); the run's
     status (attack failed, or no affected test point by design) goes into the queries' metadata."""
     net, _ = load_checkpoint(model)
     chosen, status = choose_queries(
-        net, load_clean(clean), get_attack(attack, attack_settings), load_json(truth), n_queries, seed,
-        execution.torch_device(), execution.get("eval_batch_size", 512),
+        net,
+        load_clean(clean),
+        get_attack(attack, attack_settings),
+        load_json(truth),
+        n_queries,
+        seed,
+        execution.torch_device(),
+        execution.get("eval_batch_size", 512),
     )
     save_torch(chosen, queries)
     save_meta(queries, count=n_queries, seed=seed, test_index=chosen["test_index"], status=status.to_dict())

@@ -17,8 +17,17 @@ from unpoison.unlearners import UnlearnInputs, get_unlearner
 
 
 def unlearn(
-    *, model: str, poisoned: str, flagged: str, method: str, settings: dict[str, Any], recipe: dict[str, Any],
-    seed: int, execution: Execution, unlearned: str, log: TextIO | None = None,
+    *,
+    model: str,
+    poisoned: str,
+    flagged: str,
+    method: str,
+    settings: dict[str, Any],
+    recipe: dict[str, Any],
+    seed: int,
+    execution: Execution,
+    unlearned: str,
+    log: TextIO | None = None,
 ) -> None:
     """Unlearn the flagged points from ``model`` with unlearner ``method`` and save the result at ``unlearned``.
 
@@ -32,8 +41,9 @@ def unlearn(
     status = read_status(flagged)
     if not status.ok:
         save_checkpoint(unlearned, net, spec)
-        save_meta(unlearned, unlearner=method, params=settings, seconds=0.0, n_forget=0, seed=seed,
-                  status=status.to_dict())
+        save_meta(
+            unlearned, unlearner=method, params=settings, seconds=0.0, n_forget=0, seed=seed, status=status.to_dict()
+        )
         return
     x, y = load_poisoned(poisoned)
     forget = load_npy(flagged)
@@ -48,5 +58,15 @@ def unlearn(
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise FloatingPointError(f"{method} produced NaN/inf weights in {name}: the model is not saved")
     save_checkpoint(unlearned, result, spec)
-    save_meta(unlearned, unlearner=method, params=settings, seconds=seconds, cpu_seconds=cpu_seconds,
-              n_forget=len(forget), seed=seed, device=str(dev), report=unlearner.report, status=status.to_dict())
+    save_meta(
+        unlearned,
+        unlearner=method,
+        params=settings,
+        seconds=seconds,
+        cpu_seconds=cpu_seconds,
+        n_forget=len(forget),
+        seed=seed,
+        device=str(dev),
+        report=unlearner.report,
+        status=status.to_dict(),
+    )

@@ -5,10 +5,13 @@ Unlearners never see the ground truth. ``none`` is the poisoned model itself (th
 Add one: a module with an :class:`Unlearner` subclass decorated by :func:`register_unlearner`, imported below.
 """
 
-from unpoison.unlearners.base import UNLEARNERS, UnlearnInputs, Unlearner, get_unlearner, register_unlearner
-from unpoison.unlearners import retrain  # noqa: F401  (registers none, eu, cf)
-from unpoison.unlearners import ssd, potion  # noqa: F401  (registers ssd, potion: synaptic dampening)
-from unpoison.unlearners import distillation  # noqa: F401  (registers scrub, badt: teacher-student)
-from unpoison.unlearners import gradient_ascent  # noqa: F401  (registers ga, neggrad_plus)
+from unpoison.unlearners import (  # noqa: F401  (registers ssd, potion: synaptic dampening)
+    distillation,  # noqa: F401  (registers scrub, badt: teacher-student)
+    gradient_ascent,  # noqa: F401  (registers ga, neggrad_plus)
+    potion,
+    retrain,  # noqa: F401  (registers none, eu, cf)
+    ssd,
+)
+from unpoison.unlearners.base import UNLEARNERS, Unlearner, UnlearnInputs, get_unlearner, register_unlearner
 
 __all__ = ["UNLEARNERS", "UnlearnInputs", "Unlearner", "get_unlearner", "register_unlearner"]

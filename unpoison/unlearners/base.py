@@ -104,7 +104,10 @@ class Unlearner(ABC):
         """
         if len(inputs.forget) > 0:
             return False
-        log_line(inputs, f"{self.name}: the forget set is empty (the detector flagged nothing): the model is returned unchanged")
+        log_line(
+            inputs,
+            f"{self.name}: the forget set is empty (the detector flagged nothing): the model is returned unchanged",
+        )
         self.report = {"budget_epochs": 0.0, "empty_forget": True}
         return True
 
@@ -123,6 +126,12 @@ def needs_retain(inputs: UnlearnInputs, name: str) -> torch.Tensor:
 
 
 __all__ = [
-    "ComputeBudget", "UNLEARNERS", "UnlearnInputs", "Unlearner", "get_unlearner", "log_line", "needs_retain",
+    "ComputeBudget",
+    "UNLEARNERS",
+    "UnlearnInputs",
+    "Unlearner",
+    "get_unlearner",
+    "log_line",
+    "needs_retain",
     "register_unlearner",
 ]

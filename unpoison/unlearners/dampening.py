@@ -10,7 +10,8 @@ reference code (squared fp16 gradients underflow, so AMP is not used here).
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,7 +24,10 @@ BatchLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, lab
 
 
 def parameter_importances(
-    model: nn.Module, data: DeviceData, batches: list[torch.Tensor], loss: BatchLoss,
+    model: nn.Module,
+    data: DeviceData,
+    batches: list[torch.Tensor],
+    loss: BatchLoss,
     power: Literal["square", "abs"],
 ) -> Importances:
     """Mean over ``batches`` of ``|∂ loss(batch) / ∂θ|^p`` for every named parameter (p = 2 or 1).

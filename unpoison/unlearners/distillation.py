@@ -18,10 +18,20 @@ from unpoison.params import require
 from unpoison.seeding import stage_seed
 from unpoison.training import Stepper
 from unpoison.unlearners.base import (
-    ComputeBudget, UnlearnInputs, Unlearner, log_line, needs_retain, register_unlearner,
+    ComputeBudget,
+    Unlearner,
+    UnlearnInputs,
+    log_line,
+    needs_retain,
+    register_unlearner,
 )
 from unpoison.unlearners.finetune import (
-    DeviceData, distillation_kl, frozen_copy, index_batches, kl_to_teacher, seeded_generator,
+    DeviceData,
+    distillation_kl,
+    frozen_copy,
+    index_batches,
+    kl_to_teacher,
+    seeded_generator,
 )
 
 
@@ -62,9 +72,17 @@ class SCRUB(Unlearner):
     citation = "Kurmanji et al. 2023, Towards Unbounded Machine Unlearning"
 
     def __init__(
-        self, epochs: int = 3, msteps: int = 2, lr: float = 0.0025, momentum: float = 0.9,
-        weight_decay: float = 5e-4, alpha: float = 0.001, temperature: float = 4.0, batch_size: int = 128,
-        forget_batch_size: int = 32, forget_loss: Literal["kl", "ce_kl"] = "kl",
+        self,
+        epochs: int = 3,
+        msteps: int = 2,
+        lr: float = 0.0025,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        alpha: float = 0.001,
+        temperature: float = 4.0,
+        batch_size: int = 128,
+        forget_batch_size: int = 32,
+        forget_loss: Literal["kl", "ce_kl"] = "kl",
     ) -> None:
         require(epochs >= 1, "epochs", epochs, "≥ 1")
         require(0 <= msteps <= epochs, "msteps", msteps, f"in 0..epochs ({epochs}): max-epochs come first")
@@ -76,8 +94,15 @@ class SCRUB(Unlearner):
         require(batch_size >= 1, "batch_size", batch_size, "≥ 1")
         require(forget_batch_size >= 1, "forget_batch_size", forget_batch_size, "≥ 1")
         super().__init__(
-            epochs=epochs, msteps=msteps, lr=lr, momentum=momentum, weight_decay=weight_decay, alpha=alpha,
-            temperature=temperature, batch_size=batch_size, forget_batch_size=forget_batch_size,
+            epochs=epochs,
+            msteps=msteps,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            alpha=alpha,
+            temperature=temperature,
+            batch_size=batch_size,
+            forget_batch_size=forget_batch_size,
             forget_loss=forget_loss,
         )
 
@@ -155,7 +180,11 @@ class BadTeacher(Unlearner):
     citation = "Chundawat et al. 2023, Can Bad Teaching Induce Forgetting?"
 
     def __init__(
-        self, epochs: int = 1, lr: float = 1e-4, batch_size: int = 256, temperature: float = 1.0,
+        self,
+        epochs: int = 1,
+        lr: float = 1e-4,
+        batch_size: int = 256,
+        temperature: float = 1.0,
         retain_fraction: float = 1.0,
     ) -> None:
         require(epochs >= 1, "epochs", epochs, "≥ 1")
@@ -163,8 +192,9 @@ class BadTeacher(Unlearner):
         require(batch_size >= 1, "batch_size", batch_size, "≥ 1")
         require(temperature > 0, "temperature", temperature, "> 0")
         require(0 < retain_fraction <= 1, "retain_fraction", retain_fraction, "in (0, 1]")
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, temperature=temperature,
-                         retain_fraction=retain_fraction)
+        super().__init__(
+            epochs=epochs, lr=lr, batch_size=batch_size, temperature=temperature, retain_fraction=retain_fraction
+        )
 
     def random_teacher(self, inputs: UnlearnInputs) -> nn.Module:
         """The incompetent teacher: a fresh model of the trained model's architecture, seeded by the run."""
@@ -204,8 +234,11 @@ class BadTeacher(Unlearner):
                         bad_p = F.softmax(bad(x).float() / T, dim=1)
                 teacher_p = torch.where(is_forget[idx.to(inputs.device)][:, None], bad_p, good_p)
                 total += stepper.step(kl_to_teacher(out, teacher_p, T)) * len(idx)
-            log_line(inputs, f"badt: epoch {epoch + 1}/{p['epochs']} loss {total / len(points):.5f} "
-                             f"({len(forget)} forget + {len(retain)} retain points)")
+            log_line(
+                inputs,
+                f"badt: epoch {epoch + 1}/{p['epochs']} loss {total / len(points):.5f} "
+                f"({len(forget)} forget + {len(retain)} retain points)",
+            )
         budget = ComputeBudget(train=p["epochs"] * len(points), forward=2 * p["epochs"] * len(points))
         self.report = {"budget_epochs": budget.epochs(len(inputs.y_train))}
         return student.eval()

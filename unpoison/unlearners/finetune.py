@@ -9,7 +9,7 @@ images as they are.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +33,7 @@ class DeviceData:
         return to_float(self.x[idx]), self.y[idx]
 
 
-def index_batches(
-    indices: torch.Tensor, batch_size: int, generator: torch.Generator | None
-) -> Iterator[torch.Tensor]:
+def index_batches(indices: torch.Tensor, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
     """``indices`` cut into batches of ``batch_size`` (the last one may be shorter).
 
     Args:

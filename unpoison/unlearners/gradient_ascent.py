@@ -13,10 +13,15 @@ from torch import nn
 
 from unpoison.params import require
 from unpoison.seeding import stage_seed
-from unpoison.unlearners.base import (
-    ComputeBudget, UnlearnInputs, Unlearner, log_line, needs_retain, register_unlearner,
-)
 from unpoison.training import Stepper
+from unpoison.unlearners.base import (
+    ComputeBudget,
+    Unlearner,
+    UnlearnInputs,
+    log_line,
+    needs_retain,
+    register_unlearner,
+)
 from unpoison.unlearners.finetune import DeviceData, index_batches, seeded_generator
 
 
@@ -56,7 +61,11 @@ class GradientAscent(Unlearner):
     citation = "gradient ascent on the forget set (the baseline of Pawelczyk et al. 2025)"
 
     def __init__(
-        self, epochs: int = 5, lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
+        self,
+        epochs: int = 5,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
         batch_size: int = 128,
     ) -> None:
         _check_sgd(lr, momentum, weight_decay, epochs, batch_size)
@@ -114,14 +123,27 @@ class NegGradPlus(Unlearner):
     citation = "Kurmanji et al. 2023, Towards Unbounded Machine Unlearning"
 
     def __init__(
-        self, beta: float = 0.9999, epochs: int = 5, lr: float = 0.01, momentum: float = 0.0,
-        weight_decay: float = 0.0, batch_size: int = 128, forget_batch_size: int = 32,
+        self,
+        beta: float = 0.9999,
+        epochs: int = 5,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        batch_size: int = 128,
+        forget_batch_size: int = 32,
     ) -> None:
         require(0 < beta < 1, "beta", beta, "in (0, 1) (weight of the retain loss; 1 − beta on the forget loss)")
         _check_sgd(lr, momentum, weight_decay, epochs, batch_size)
         require(forget_batch_size >= 1, "forget_batch_size", forget_batch_size, "≥ 1")
-        super().__init__(beta=beta, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                         batch_size=batch_size, forget_batch_size=forget_batch_size)
+        super().__init__(
+            beta=beta,
+            epochs=epochs,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            forget_batch_size=forget_batch_size,
+        )
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         if self.forgets_nothing(inputs):

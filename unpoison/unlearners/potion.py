@@ -34,7 +34,12 @@ from unpoison.params import require
 from unpoison.seeding import stage_seed
 from unpoison.training import accuracy
 from unpoison.unlearners.base import (
-    ComputeBudget, UnlearnInputs, Unlearner, log_line, needs_retain, register_unlearner,
+    ComputeBudget,
+    Unlearner,
+    UnlearnInputs,
+    log_line,
+    needs_retain,
+    register_unlearner,
 )
 from unpoison.unlearners.dampening import dampen, importance_ratios, parameter_importances, state_copy
 from unpoison.unlearners.finetune import DeviceData, index_batches, seeded_generator
@@ -68,7 +73,11 @@ class Potion(Unlearner):
     citation = "Schoepf et al. 2024, Potion: Towards Poison Unlearning"
 
     def __init__(
-        self, rho: float = 0.0, max_steps: int = 500, step_factor: float = 1.1, start_divisor: float = 25.0,
+        self,
+        rho: float = 0.0,
+        max_steps: int = 500,
+        step_factor: float = 1.1,
+        start_divisor: float = 25.0,
         batch_size: int | None = None,
     ) -> None:
         require(0 <= rho < 1, "rho", rho, "in [0, 1) (the fraction of the forget-set accuracy to go below)")
@@ -76,8 +85,9 @@ class Potion(Unlearner):
         require(step_factor > 1, "step_factor", step_factor, "> 1 (s must grow between steps)")
         require(start_divisor > 0, "start_divisor", start_divisor, "> 0")
         require(batch_size is None or batch_size >= 1, "batch_size", batch_size, "null (the recipe's) or ≥ 1")
-        super().__init__(rho=rho, max_steps=max_steps, step_factor=step_factor, start_divisor=start_divisor,
-                         batch_size=batch_size)
+        super().__init__(
+            rho=rho, max_steps=max_steps, step_factor=step_factor, start_divisor=start_divisor, batch_size=batch_size
+        )
 
     def unlearn(self, inputs: UnlearnInputs) -> nn.Module:
         if self.forgets_nothing(inputs):
@@ -97,8 +107,11 @@ class Potion(Unlearner):
         acc0 = accuracy(model, x_f, y_f, inputs.device, eval_batch)
         target = p["rho"] * acc0
         s = len(forget) / (len(forget) + len(retain)) / p["start_divisor"]
-        log_line(inputs, f"potion: {len(forget)} forget / {len(retain)} retain points; forget accuracy {acc0:.4f}, "
-                         f"stop at ≤ {target:.4f} (rho={p['rho']:g}); s starts at {s:.6g}")
+        log_line(
+            inputs,
+            f"potion: {len(forget)} forget / {len(retain)} retain points; forget accuracy {acc0:.4f}, "
+            f"stop at ≤ {target:.4f} (rho={p['rho']:g}); s starts at {s:.6g}",
+        )
         reached, step, acc, alpha, selected = False, 0, acc0, float("nan"), 0
         for step in range(1, p["max_steps"] + 1):
             percentile = ptn_percentile(s)
@@ -106,8 +119,11 @@ class Potion(Unlearner):
             model.load_state_dict(original)  # a fresh copy of the trained model for every attempt
             selected = dampen(model, imp_f, imp_r, alpha, 1.0)
             acc = accuracy(model, x_f, y_f, inputs.device, eval_batch)
-            log_line(inputs, f"potion: step {step}: s={s:.6g} percentile={percentile:.4f} alpha={alpha:.6g} "
-                             f"dampened={selected} forget accuracy={acc:.4f}")
+            log_line(
+                inputs,
+                f"potion: step {step}: s={s:.6g} percentile={percentile:.4f} alpha={alpha:.6g} "
+                f"dampened={selected} forget accuracy={acc:.4f}",
+            )
             if acc <= target:
                 reached = True
                 break
@@ -115,11 +131,20 @@ class Potion(Unlearner):
         if reached:
             log_line(inputs, f"potion: PTN search stopped at step {step} (s={s:.6g}, alpha={alpha:.6g})")
         else:
-            log_line(inputs, f"potion: PTN search reached max_steps={p['max_steps']} without forget accuracy ≤ "
-                             f"{target:.4f}; keeping the last (strongest) dampening, s={s:.6g}")
+            log_line(
+                inputs,
+                f"potion: PTN search reached max_steps={p['max_steps']} without forget accuracy ≤ "
+                f"{target:.4f}; keeping the last (strongest) dampening, s={s:.6g}",
+            )
         budget = ComputeBudget(train=len(forget) + len(retain), forward=len(forget) * (1 + step))
         self.report = {
-            "budget_epochs": budget.epochs(len(inputs.y_train)), "ptn_step": step, "ptn_reached": reached,
-            "ptn_s": s, "alpha": alpha, "selected": selected, "forget_acc_before": acc0, "forget_acc_after": acc,
+            "budget_epochs": budget.epochs(len(inputs.y_train)),
+            "ptn_step": step,
+            "ptn_reached": reached,
+            "ptn_s": s,
+            "alpha": alpha,
+            "selected": selected,
+            "forget_acc_before": acc0,
+            "forget_acc_after": acc,
         }
         return model.eval()

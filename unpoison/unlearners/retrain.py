@@ -13,7 +13,7 @@ from unpoison.models import build_model
 from unpoison.params import bind_params
 from unpoison.seeding import stage_seed
 from unpoison.training import TrainRecipe, train_model
-from unpoison.unlearners.base import ComputeBudget, UnlearnInputs, Unlearner, needs_retain, register_unlearner
+from unpoison.unlearners.base import ComputeBudget, Unlearner, UnlearnInputs, needs_retain, register_unlearner
 
 
 @register_unlearner("none")
@@ -88,5 +88,7 @@ class CatastrophicForgetting(Unlearner):
         needs_retain(inputs, "cf")
         order = stage_seed(inputs.seed, "unlearn/cf")
         train_model(model, inputs.x_train[keep], inputs.y_train[keep], recipe, order, inputs.device, inputs.log)
-        self.report = {"budget_epochs": ComputeBudget(train=recipe.epochs * int(keep.sum())).epochs(len(inputs.y_train))}
+        self.report = {
+            "budget_epochs": ComputeBudget(train=recipe.epochs * int(keep.sum())).epochs(len(inputs.y_train))
+        }
         return model

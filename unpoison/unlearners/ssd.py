@@ -24,7 +24,7 @@ from torch import nn
 
 from unpoison.params import require
 from unpoison.seeding import stage_seed
-from unpoison.unlearners.base import ComputeBudget, UnlearnInputs, Unlearner, log_line, register_unlearner
+from unpoison.unlearners.base import ComputeBudget, Unlearner, UnlearnInputs, log_line, register_unlearner
 from unpoison.unlearners.dampening import dampen, parameter_importances
 from unpoison.unlearners.finetune import DeviceData, index_batches, seeded_generator
 
@@ -64,8 +64,9 @@ class SelectiveSynapticDampening(Unlearner):
         imp_d = parameter_importances(model, data, list(index_batches(everything, batch, gen)), ce, "square")
         selected = dampen(model, imp_f, imp_d, p["alpha"], p["dampening"])
         total = sum(v.numel() for v in imp_f.values())
-        log_line(inputs, f"ssd: alpha={p['alpha']:g} lambda={p['dampening']:g}: dampened {selected} of {total} parameters")
+        log_line(
+            inputs, f"ssd: alpha={p['alpha']:g} lambda={p['dampening']:g}: dampened {selected} of {total} parameters"
+        )
         budget = ComputeBudget(train=len(forget) + len(everything))
         self.report = {"budget_epochs": budget.epochs(len(inputs.y_train)), "selected": selected, "parameters": total}
         return model.eval()
-
