@@ -1,7 +1,7 @@
 """Shared plumbing of the CIFAR-10 audit benchmarks (``audit_custom_demo.py``, ``audit_resnet18.py``).
 
 A user's situation, rebuilt with ground truth kept aside: a model trained OUTSIDE the project's model registry
-on the 10k-image CIFAR-10 subset with a BadNet patch, exported as a user holds it (a plain state_dict of a
+on the 10k-image CIFAR-10 subset with a BadNet patch or a Blend pattern (``--attack``), exported as a user holds it (a plain state_dict of a
 network that takes NORMALISED inputs, the poisoned training set as an .npz, triggered test images the model
 calls the target as PNGs); the truth goes to a separate folder; the audit CLI runs in its own process on the
 exported files only; the truth is read only to score ``flagged.csv`` (5 images, intersected) and the raw
@@ -38,9 +38,17 @@ from unpoison.training import TrainRecipe, accuracy, train_model  # noqa: E402
 DATA = "../shared/data/cifar10_10k.npz"  # relative to the working directory, as experiments/cifar10-cpu.yaml
 
 
-def badnet(count: int):
-    """The BadNet patch used here: a 3×3 white/black checkerboard 1 px from the bottom-right corner."""
-    return get_attack("badnet", {"count": count, "pattern": "checkerboard", "size": 3, "value": 255, "margin": 1})
+ATTACKS = {  # the poisons these demos can plant (settings as experiments/cifar10-cpu.yaml)
+    # a 3×3 white/black checkerboard 1 px from the bottom-right corner, victim class → target
+    "badnet": {"pattern": "checkerboard", "size": 3, "value": 255, "margin": 1},
+    # a seeded uniform-noise pattern blended at α = 0.2 into images of every class, relabelled to the target
+    "blend": {"alpha": 0.2},
+}
+
+
+def poison_attack(name: str, count: int):
+    """The attack ``name`` of :data:`ATTACKS` with ``count`` poisons."""
+    return get_attack(name, {"count": count, **ATTACKS[name]})
 
 
 def prepare(
@@ -52,6 +60,7 @@ def prepare(
     n_queries: int,
     data_path: Path,
     device: torch.device,
+    attack_name: str = "badnet",
 ) -> dict:
     """Poison, train ``net`` (behind CIFAR normalisation), export the user's files and the truth; return facts.
 
@@ -61,7 +70,7 @@ def prepare(
     if not data_path.is_file():
         raise SystemExit(f"--data {data_path}: not found; give the path of cifar10_10k.npz")
     data = load_dataset({"source": "npz", "path": str(data_path)})
-    attack = badnet(count)
+    attack = poison_attack(attack_name, count)
     poisoned = attack.poison(data, seed)
     wrapped = nn.Sequential(Normalize(CIFAR_MEAN, CIFAR_STD), net)  # the user's training transform normalises
     start, cpu = time.perf_counter(), time.process_time()
@@ -93,6 +102,7 @@ def prepare(
         )
     )
     facts = {
+        "attack": attack_name,
         "seed": seed,
         "train_s": train_s,
         "train_cpu_s": train_cpu,
@@ -196,7 +206,7 @@ def table(rows: list[dict], facts: dict, seconds: dict, report: dict | None = No
         f"\nmodel: {facts['parameters'] / 1e6:.2f} M parameters, {facts['epochs']} epochs in "
         f"{facts['train_s'] / 60:.1f} min wall; clean accuracy {100 * facts['clean_acc']:.1f} %, "
         f"PSR {100 * facts['psr']:.1f} %, "
-        f"{facts['n_poisons']} poisons. Audit ({int(both['images'])} images in one run): "
+        f"{facts['n_poisons']} {facts.get('attack', 'badnet')} poisons. Audit ({int(both['images'])} images in one run): "
         f"{seconds['wall'] / 60:.1f} min wall, {seconds['cpu'] / 60:.1f} min CPU; inside it factors "
         f"{seconds['factors']:.0f} s, scores {seconds['scores']:.0f} s." + fit_text(report or {}) + "\n"
     )

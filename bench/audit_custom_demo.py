@@ -86,7 +86,7 @@ class PreActResNet18(nn.Module):
 
 def main() -> None:
     from _common import machine
-    from audit_cifar import DATA, audit_options, prepare, run_cli, score, table
+    from audit_cifar import ATTACKS, DATA, audit_options, prepare, run_cli, score, table
 
     from unpoison.device import resolve_device
     from unpoison.seeding import stage_seed
@@ -102,6 +102,7 @@ def main() -> None:
         default=250,
         help="poisoned training images (250 = 2.5 %% of 10k, as experiments/cifar10-cpu.yaml)",
     )
+    p.add_argument("--attack", choices=sorted(ATTACKS), default="badnet", help="the poison (audit_cifar.ATTACKS)")
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")
@@ -125,7 +126,9 @@ def main() -> None:
         crop_padding=4,
         flip=True,
     )
-    facts = prepare(run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device))
+    facts = prepare(
+        run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device), args.attack
+    )
     if facts["n_queries"] == 0:
         raise SystemExit(
             f"the attack failed (PSR {100 * facts['psr']:.1f} %): no triggered test image is classified "
