@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--revs", nargs="+", default=["HEAD"])
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--keep", type=Path, default=None, help="copy the last revision's results/ here")
     args = ap.parse_args()
     rows, trees = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,6 +80,8 @@ def main() -> None:
             trees.append(tree)
             rows.append(f"| {rev} | {r['jobs']} | {r['wall']:.0f} | {r['cpu']:.0f} |")
         compare = same_tables(trees[0], trees[-1]) if len(trees) > 1 else []
+        if args.keep:
+            shutil.copytree(trees[-1] / "results", args.keep, dirs_exist_ok=True)
     body = "\n".join(["| revision | jobs | wall s | CPU s (all jobs) |", "|---|---:|---:|---:|", *rows])
     if compare:
         body += f"\n\nTables of {args.revs[-1]} against {args.revs[0]}: " + "; ".join(compare) + "."
