@@ -9,8 +9,9 @@ poisoned set, trained model and queries are used; the factors and scores are rec
 is exported with ``git archive`` into ``--work`` with a copy of those inputs (modification times kept, so
 nothing upstream re-runs), then for each K the influence outputs are removed and the profile ``profiles/slurm``
 submits the jobs to the cluster of ``scripts/slurm_cluster.sh`` (started here if needed: root, apt-get).
-Each job takes ``resources.fit_ekfac`` / ``resources.score_probes`` (one thread each here, as in config.yaml),
-so K = 2 puts two jobs on the node's 2 CPUs at once. Run it alone.
+Each influence job gets ONE thread here (``resources.fit_ekfac`` / ``resources.score_probes`` set on the command
+line; cifar10-cpu.yaml gives them 2), so K = 1 uses one of the node's 2 CPUs and K = 2 both: the scale-out a
+cluster gives with one core (or GPU) per job. Run it alone.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def run_k(work: Path, run: Path, shards: int, seed: int, config: str) -> dict[st
     shutil.rmtree(work / ".snakemake" / "slurm_logs", ignore_errors=True)
     target = [str((run / "scores" / "both.pt").relative_to(work))]
     cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", config]
-    cmd += ["--config", f"seeds=[{seed}]", f"influence={{shards: {shards}}}", "--rerun-triggers", "mtime"]
+    one_thread = "{threads: 1, mem_mb: 4000, runtime: 60, gpu: 0}"
+    resources = f"resources={{fit_ekfac: {one_thread}, score_probes: {one_thread}}}"
+    cmd += ["--config", f"seeds=[{seed}]", f"influence={{shards: {shards}}}", resources, "--rerun-triggers", "mtime"]
     cmd += [*SLURM_FLAGS, *target]
     env = {**os.environ, "SLURM_CONF": str(STATE / "slurm.conf")}
     env.pop("SBATCH_PARTITION", None)
@@ -120,7 +123,7 @@ def main() -> None:
     body = (
         f"Run `{args.dataset}/{args.attack}/s{args.seed}` of `{args.config}` (trained model reused), "
         "single-node cluster of `scripts/slurm_cluster.sh` (2 CPUs), `profiles/slurm`, each influence job 1 thread "
-        "(config.yaml's resources). Wall = the scheduler's first StartTime to last EndTime (jobcomp.txt) of the "
+        "(`resources.fit_ekfac` / `score_probes` threads: 1). Wall = the scheduler's first StartTime to last EndTime (jobcomp.txt) of the "
         "run's jobs, so Snakemake's submission and polling gaps count.\n\n" + "\n".join(lines)
     )
     write_section(f"Influence shards on SLURM ({args.dataset})", body)
