@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
-
-from kronfluence.arguments import FactorArguments, ScoreArguments
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from unpoison.device import AmpName, autocast_dtype
 from unpoison.params import require
 from unpoison.registry import ConfigSettings
+
+if TYPE_CHECKING:  # kronfluence is imported where the arguments are built, not when the config is read
+    from kronfluence.arguments import FactorArguments, ScoreArguments
 
 Cap = int | None | Literal["auto"]  # a stage's example cap: a count, null = every example, auto = from the cost
 
@@ -58,6 +59,8 @@ class FactorSettings(ConfigSettings):
     def arguments(self, shards: int = 1) -> FactorArguments:
         """kronfluence's arguments; ``shards`` > 1 splits the covariance and lambda passes into that many data
         partitions (see :mod:`unpoison.influence.shards`)."""
+        from kronfluence.arguments import FactorArguments
+
         if self.has_auto:
             raise ValueError("resolve the 'auto' caps (unpoison.influence.cost.resolve_caps) before fitting")
         return FactorArguments(
@@ -97,6 +100,8 @@ class ScoreSettings(ConfigSettings):
     def arguments(self, n_queries: int, shards: int = 1) -> ScoreArguments:
         """kronfluence's arguments: all ``n_queries`` query gradients accumulated so that ONE pass over the
         training set scores them all; ``shards`` > 1 splits that pass into data partitions."""
+        from kronfluence.arguments import ScoreArguments
+
         steps = max(1, math.ceil(n_queries / self.query_batch_size))
         return ScoreArguments(
             damping_factor=self.damping_factor,
