@@ -79,7 +79,7 @@ def prepare(
     )
     train_s, train_cpu = time.perf_counter() - start, time.process_time() - cpu
     x_aff, _, target = attack.affected_test(data, poisoned.truth)
-    queries = select_queries(wrapped, data, attack, poisoned.truth, n_queries, seed, device)
+    queries, _ = select_queries(wrapped, data, attack, poisoned.truth, n_queries, seed, device)  # (queries, status)
     inputs, truth = run / "inputs", run / "truth"
     inputs.mkdir(parents=True, exist_ok=True)
     truth.mkdir(parents=True, exist_ok=True)

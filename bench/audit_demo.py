@@ -77,7 +77,7 @@ def build_inputs(seed: int, run: Path, fmt: str, n_queries: int, device: torch.d
     train_s = time.perf_counter() - start
     x_aff, _, target = attack.affected_test(data, poisoned.truth)
     psr = accuracy(net, x_aff, target, device)
-    query = select_queries(net, data, attack, poisoned.truth, n_queries, seed, device)
+    query, _ = select_queries(net, data, attack, poisoned.truth, n_queries, seed, device)
 
     inputs, truth = run / "inputs", run / "truth"
     inputs.mkdir(parents=True, exist_ok=True)
