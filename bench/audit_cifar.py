@@ -96,7 +96,7 @@ def prepare(
         json.dumps(
             {
                 "poison_indices": [int(i) for i in poisoned.truth["poison_indices"]],
-                "victim": poisoned.truth["victim"],
+                "victim": poisoned.truth.get("victim"),
                 "target": poisoned.truth["target"],
             }
         )
