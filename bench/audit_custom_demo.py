@@ -103,6 +103,11 @@ def main() -> None:
         help="poisoned training images (250 = 2.5 %% of 10k, as experiments/cifar10-cpu.yaml)",
     )
     p.add_argument("--attack", choices=sorted(ATTACKS), default="badnet", help="the poison (audit_cifar.ATTACKS)")
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="train without random crops and flips (a fixed trigger is learnt in fewer epochs)",
+    )
     p.add_argument("--queries", type=int, default=5)
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--device", default="cpu")
@@ -123,8 +128,8 @@ def main() -> None:
         nesterov=True,
         weight_decay=5e-4,
         milestones=[m1, m2],
-        crop_padding=4,
-        flip=True,
+        crop_padding=0 if args.no_augment else 4,
+        flip=not args.no_augment,
     )
     facts = prepare(
         run, net, args.seed, recipe, args.count, args.queries, Path(args.data), resolve_device(args.device), args.attack
@@ -142,7 +147,8 @@ def main() -> None:
     inner = report["seconds"]
     rows = score(out, run / "truth")
     body = (
-        f"PreAct-ResNet18 (width {args.width}) from `bench/audit_custom_demo.py`, seed {args.seed}, audited with "
+        f"PreAct-ResNet18 (width {args.width}) from `bench/audit_custom_demo.py`, seed {args.seed}, trained "
+        f"{'without' if args.no_augment else 'with'} crops and flips, audited with "
         f"`{' '.join(args.audit_option) or 'the default settings'}`; {datetime.date.today()}, {machine()}.\n\n"
         + table(rows, facts, {"wall": wall, "cpu": cpu, **inner}, report)
     )
