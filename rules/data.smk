@@ -50,7 +50,5 @@ rule poison_dataset:
         runtime=poison_resource("runtime"),
     log:
         RUN + "/logs/poison_dataset.log",
-    benchmark:
-        RUN + "/benchmarks/poison_dataset.tsv"
     script:
         "../workflow_scripts/poison_dataset.py"

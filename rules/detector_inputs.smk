@@ -16,8 +16,6 @@ rule extract_features:
         runtime=res("extract_features", "runtime"),
     log:
         RUN + "/logs/extract_features.log",
-    benchmark:
-        RUN + "/benchmarks/extract_features.tsv"
     script:
         "../workflow_scripts/extract_features.py"
 
@@ -38,7 +36,5 @@ rule train_detector_model:
         runtime=res("train_detector_model", "runtime"),
     log:
         "results/logs/{dataset}/train_detector_model/{detector}.log",
-    benchmark:
-        "results/benchmarks/{dataset}/train_detector_model/{detector}.tsv"
     script:
         "../workflow_scripts/train_detector_model.py"

@@ -60,8 +60,6 @@ rule evaluate_models:
         runtime=res("evaluate_models", "runtime"),
     log:
         RUN + "/logs/evaluate/models.log",
-    benchmark:
-        RUN + "/benchmarks/evaluate_models.tsv"
     script:
         "../workflow_scripts/evaluate_models.py"
 
@@ -114,7 +112,5 @@ rule counterfactual:
         runtime=res("unlearn", "runtime"),
     log:
         RUN + "/logs/evaluate/counterfactual/{detector}.log",
-    benchmark:
-        RUN + "/benchmarks/counterfactual/{detector}.tsv"
     script:
         "../workflow_scripts/counterfactual.py"

@@ -27,8 +27,6 @@ rule fit_ekfac:
         runtime=res("fit_ekfac", "runtime"),
     log:
         RUN + "/logs/fit_ekfac.log",
-    benchmark:
-        RUN + "/benchmarks/fit_ekfac.tsv"
     script:
         "../workflow_scripts/fit_ekfac.py"
 
@@ -95,7 +93,5 @@ rule score_probes:
         runtime=res("score_probes", "runtime"),
     log:
         RUN + "/logs/score_probes.log",
-    benchmark:
-        RUN + "/benchmarks/score_probes.tsv"
     script:
         "../workflow_scripts/score_probes.py"

@@ -27,8 +27,6 @@ rule fit_covariance_shard:
         **factor_resources("fit_ekfac"),
     log:
         RUN + "/logs/fit_covariance_shard/{shard}.log",
-    benchmark:
-        RUN + "/benchmarks/fit_covariance_shard/{shard}.tsv"
     script:
         "../workflow_scripts/fit_covariance_shard.py"
 
@@ -49,8 +47,6 @@ rule aggregate_covariance:
         **factor_resources("fit_ekfac"),
     log:
         RUN + "/logs/aggregate_covariance.log",
-    benchmark:
-        RUN + "/benchmarks/aggregate_covariance.tsv"
     script:
         "../workflow_scripts/aggregate_covariance.py"
 
@@ -74,8 +70,6 @@ rule fit_lambda_shard:
         **factor_resources("fit_ekfac"),
     log:
         RUN + "/logs/fit_lambda_shard/{shard}.log",
-    benchmark:
-        RUN + "/benchmarks/fit_lambda_shard/{shard}.tsv"
     script:
         "../workflow_scripts/fit_lambda_shard.py"
 
@@ -98,7 +92,5 @@ rule score_shard:
         **factor_resources("score_probes"),
     log:
         RUN + "/logs/score_shard/{shard}.log",
-    benchmark:
-        RUN + "/benchmarks/score_shard/{shard}.tsv"
     script:
         "../workflow_scripts/score_shard.py"

@@ -16,8 +16,6 @@ rule train_model:
         runtime=res("train_model", "runtime"),
     log:
         RUN + "/logs/train_model.log",
-    benchmark:
-        RUN + "/benchmarks/train_model.tsv"
     script:
         "../workflow_scripts/train_model.py"
 
@@ -41,8 +39,6 @@ rule train_clean:
         runtime=res("train_clean", "runtime"),
     log:
         CLEAN_RUN + "/logs/train_clean.log",
-    benchmark:
-        CLEAN_RUN + "/benchmarks/train_clean.tsv"
     script:
         "../workflow_scripts/train_clean.py"
 

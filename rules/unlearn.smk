@@ -20,7 +20,5 @@ rule unlearn:
         runtime=res("unlearn", "runtime"),
     log:
         RUN + "/logs/unlearn/{detector}/{unlearner}.log",
-    benchmark:
-        RUN + "/benchmarks/unlearn/{detector}/{unlearner}.tsv"
     script:
         "../workflow_scripts/unlearn.py"

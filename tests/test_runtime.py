@@ -155,3 +155,67 @@ def test_small_job_modules_do_not_import_torchvision_or_sklearn(module):
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def _python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("module", ["unpoison.stages.report", "unpoison.stages.paper"])
+def test_table_and_figure_jobs_do_not_import_torch(module):
+    """A job's runtime no longer imports torch itself: the report steps (tables, figures) start ~2 s faster."""
+    assert _python(f"import sys, unpoison.runtime, {module}; print('torch' in sys.modules)") == "False"
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_the_thread_cap_holds_whether_torch_is_imported_before_or_after(when):
+    """A one-thread job gets one thread where torch would take every core (2 on CI's machine); torch does not
+    go above the core count, so the cap can only be tested downwards."""
+    code = f"""
+        from unpoison.runtime import logged
+        {"import torch" if when == "before" else ""}
+        with logged(None, threads=1):
+            import torch
+            print(torch.get_num_threads())
+        """
+    assert _python(code) == "1"
+
+
+def test_resource_record_path_reads_the_last_logs_folder_as_benchmarks():
+    from unpoison.runtime import resource_record_path
+
+    assert resource_record_path("results/d/a/s0/logs/fit_ekfac.log") == Path("results/d/a/s0/benchmarks/fit_ekfac.tsv")
+    assert resource_record_path("results/logs/figures/x.log") == Path("results/benchmarks/figures/x.tsv")
+    assert resource_record_path("logs/run/logs/unlearn/d/eu.log") == Path("logs/run/benchmarks/unlearn/d/eu.tsv")
+    with pytest.raises(ValueError, match="under a `logs` folder"):
+        resource_record_path("results/job.log")
+
+
+def test_the_resource_record_counts_the_process_from_its_start(tmp_path):
+    """Wall seconds from the process's start (imports included): more than the 0.3 s it waited, at most what the
+    parent saw; peak RSS of a process that touched 200 MB is at least that."""
+    import time
+
+    code = f"""
+        import numpy as np, time
+        from unpoison.runtime import process_seconds, write_resource_record
+        a = np.ones(200 * 2**20, dtype=np.uint8)
+        time.sleep(0.3)
+        write_resource_record({str(tmp_path / "r.tsv")!r}, process_seconds())
+        """
+    start = time.perf_counter()
+    _python(code)
+    outside = time.perf_counter() - start
+    header, row = (tmp_path / "r.tsv").read_text().splitlines()
+    rec = dict(zip(header.split("\t"), row.split("\t")))
+    assert 0.3 <= float(rec["s"]) <= outside + 0.02  # /proc counts in 10 ms ticks
+    assert float(rec["max_rss"]) >= 200 and float(rec["cpu_time"]) > 0
+    assert rec["h:m:s"] == time.strftime("%H:%M:%S", time.gmtime(float(rec["s"])))

@@ -135,10 +135,22 @@ def test_run_writes_tables_and_figures(finished_run):
         ).exists()
     for n in range(2, 6):
         assert (paper / f"figure{n}.png").read_bytes()[:4] == b"\x89PNG"
-    # every rule logged, every expensive rule benchmarked
+    # every job logged, and its resource record beside the log (the training job: its own CPU time and more
+    # memory than a table job, which never imports torch)
     assert (finished_run / RUN / "logs/train_model.log").exists()
-    for rule in ("train_model", "fit_ekfac", "score_probes"):
-        assert (finished_run / RUN / f"benchmarks/{rule}.tsv").exists()
+    records = {
+        name: pd.read_csv(finished_run / path, sep="\t").iloc[0]
+        for name, path in (
+            ("train_model", f"{RUN}/benchmarks/train_model.tsv"),
+            ("fit_ekfac", f"{RUN}/benchmarks/fit_ekfac.tsv"),
+            ("score_probes", f"{RUN}/benchmarks/score_probes.tsv"),
+            ("make_paper", "results/benchmarks/make_paper.tsv"),
+        )
+    }
+    assert all(r["s"] > 0 and r["cpu_time"] > 0 for r in records.values())
+    meta = json.loads((finished_run / RUN / "model.pt.meta.json").read_text())
+    assert records["train_model"]["s"] >= meta["seconds"]  # the process's whole life ⊇ its training loop
+    assert records["train_model"]["max_rss"] > records["make_paper"]["max_rss"]
 
 
 def test_every_result_file_carries_provenance(finished_run):

@@ -9,22 +9,31 @@ stage with the rule's named inputs, outputs and params as keyword arguments, ins
   * turns SIGTERM (what Snakemake, SLURM's ``scancel`` and time limits send to a job) into a
     :class:`Terminated` exception, so ``finally`` blocks and ``with`` exits run and temporary
     directories (``RUN/.ekfac.*``, ``$TMPDIR/unpoison-scores.*``) and half-written files are removed;
-  * caps torch's intra-op threads at the job's ``threads``.
+  * caps torch's intra-op threads at the job's ``threads`` (without importing torch: a job that never uses it,
+    e.g. a table or a figure, starts ~2 s faster);
+  * writes the job's resource record (:func:`resource_record_path`): wall and CPU seconds since the process
+    started, peak RSS, block I/O. Snakemake's own ``benchmark:`` sampler reads ``/proc/<pid>/smaps`` of every job
+    process twice a second from the main process, ~25 ms of system CPU per sample for a process holding torch:
+    ~20 CPU s of the default run's ~600 (BENCHMARKS.md, "Default run"); the kernel's own counters cost nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import resource
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import torch
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+RECORD_COLUMNS = ("s", "h:m:s", "max_rss", "io_in", "io_out", "mean_load", "cpu_time")
 
 
 class Terminated(BaseException):
@@ -69,7 +78,7 @@ def logged(log_path: str | None, threads: int | None = None) -> Iterator[TextIO]
         raises :class:`Terminated`.
     """
     if threads:
-        torch.set_num_threads(int(threads))
+        cap_threads(int(threads))
     with terminate_as_exception():
         if not log_path:
             yield sys.stderr
@@ -84,6 +93,64 @@ def logged(log_path: str | None, threads: int | None = None) -> Iterator[TextIO]
                     traceback.print_exc(file=fh)
                     fh.flush()
                 raise
+
+
+def cap_threads(threads: int) -> None:
+    """Cap torch's intra-op thread pool at ``threads``, whether or not torch is imported yet.
+
+    torch reads ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` when it first sizes its pool, so setting them covers a
+    later import; an already imported torch is capped directly.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def resource_record_path(log_path: str | os.PathLike[str]) -> Path:
+    """Where a job's resource record goes: its log's path with the last ``logs`` folder read as ``benchmarks``
+    and ``.tsv`` for the suffix (``RUN/logs/fit_ekfac.log`` → ``RUN/benchmarks/fit_ekfac.tsv``)."""
+    parts = list(Path(log_path).with_suffix(".tsv").parts)
+    if "logs" not in parts:
+        raise ValueError(f"{log_path}: a job's log lives under a `logs` folder (e.g. RUN/logs/<rule>.log)")
+    at = len(parts) - 1 - parts[::-1].index("logs")
+    parts[at] = "benchmarks"
+    return Path(*parts)
+
+
+def process_seconds() -> float | None:
+    """Wall seconds since this process started (interpreter start-up and imports included); None without
+    Linux's ``/proc``."""
+    try:
+        with open("/proc/self/stat") as fh:  # field 22: start time in clock ticks since boot
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def write_resource_record(path: str | os.PathLike[str], wall: float) -> None:
+    """One row in the columns Snakemake's benchmark files use (MB and seconds): wall ``s``, peak RSS of this
+    process or its largest child, block I/O, CPU seconds of the process and its children, mean load in %."""
+    from unpoison.io import atomic_path
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(r.ru_utime + r.ru_stime for r in (own, kids))
+    mb = 512 / 2**20  # getrusage counts 512-byte blocks
+    row = (
+        f"{wall:.4f}",
+        time.strftime("%H:%M:%S", time.gmtime(wall)),
+        f"{max(own.ru_maxrss, kids.ru_maxrss) / (2**20 if sys.platform == 'darwin' else 1024):.2f}",  # KiB on Linux
+        f"{(own.ru_inblock + kids.ru_inblock) * mb:.2f}",
+        f"{(own.ru_oublock + kids.ru_oublock) * mb:.2f}",
+        f"{100 * cpu / wall if wall > 0 else 0.0:.2f}",
+        f"{cpu:.2f}",
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text("\t".join(RECORD_COLUMNS) + "\n" + "\t".join(row) + "\n")
 
 
 def step_arguments(job: Any) -> dict[str, Any]:
@@ -108,15 +175,21 @@ def run_step(job: Any, step: Callable[..., Any]) -> None:
 
     The rule's named inputs, outputs and params become ``step``'s keyword arguments; ``log`` (the open log
     stream) is added when ``step`` takes it. Output, failures and SIGTERM are handled by :func:`logged`, and
-    torch's threads are capped at the job's ``threads``.
+    torch's threads are capped at the job's ``threads``. A job that succeeds writes its resource record beside
+    its log (:func:`resource_record_path`).
     """
     import inspect
 
     from unpoison.registry import load_env_plugins
 
+    start = time.perf_counter()
     load_env_plugins()
     kwargs = step_arguments(job)
-    with logged(job.log[0] if job.log else None, job.threads) as log:
+    log_path = job.log[0] if job.log else None
+    with logged(log_path, job.threads) as log:
         if "log" in inspect.signature(step).parameters:
             kwargs["log"] = log
         step(**kwargs)
+    if log_path:
+        wall = process_seconds()
+        write_resource_record(resource_record_path(log_path), time.perf_counter() - start if wall is None else wall)
