@@ -3,6 +3,7 @@ rule prepare_dataset:
         clean=DATASET_DIR + "/clean.pt",
     params:
         settings=source_params,
+    priority: STAGE_PRIORITY["prepare_dataset"]
     log:
         "results/logs/{dataset}/prepare_dataset.log",
     script:
@@ -48,6 +49,7 @@ rule poison_dataset:
         gpu=poison_resource("gpu"),
         mem_mb=poison_resource("mem_mb"),
         runtime=poison_resource("runtime"),
+    priority: STAGE_PRIORITY["poison_dataset"]
     log:
         RUN + "/logs/poison_dataset.log",
     script:

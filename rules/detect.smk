@@ -25,6 +25,7 @@ rule detect:
         method=lambda w: detector_method(w.detector),
         settings=lambda w: detector_params(w.detector),
         seed=wildcard("seed", int),
+    priority: STAGE_PRIORITY["detect"]
     log:
         RUN + "/logs/detect/{detector}.log",
     script:

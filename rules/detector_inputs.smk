@@ -14,6 +14,7 @@ rule extract_features:
         gpu=res("extract_features", "gpu"),
         mem_mb=res("extract_features", "mem_mb"),
         runtime=res("extract_features", "runtime"),
+    priority: STAGE_PRIORITY["extract_features"]
     log:
         RUN + "/logs/extract_features.log",
     script:
@@ -34,6 +35,7 @@ rule train_detector_model:
         gpu=res("train_detector_model", "gpu"),
         mem_mb=res("train_detector_model", "mem_mb"),
         runtime=res("train_detector_model", "runtime"),
+    priority: STAGE_PRIORITY["train_detector_model"]
     log:
         "results/logs/{dataset}/train_detector_model/{detector}.log",
     script:

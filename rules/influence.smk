@@ -25,6 +25,7 @@ rule fit_ekfac:
         gpu=res("fit_ekfac", "gpu"),
         mem_mb=res("fit_ekfac", "mem_mb"),
         runtime=res("fit_ekfac", "runtime"),
+    priority: STAGE_PRIORITY["fit_ekfac"]
     log:
         RUN + "/logs/fit_ekfac.log",
     script:
@@ -44,6 +45,7 @@ rule select_controls:
         n_controls=config["queries"].get("controls", 10),
         seed=wildcard("seed", int),
         execution=eval_execution,
+    priority: STAGE_PRIORITY["select_controls"]
     log:
         RUN + "/logs/select_controls.log",
     script:
@@ -91,6 +93,7 @@ rule score_probes:
         gpu=res("score_probes", "gpu"),
         mem_mb=res("score_probes", "mem_mb"),
         runtime=res("score_probes", "runtime"),
+    priority: STAGE_PRIORITY["score_probes"]
     log:
         RUN + "/logs/score_probes.log",
     script:

@@ -25,6 +25,7 @@ rule fit_covariance_shard:
     threads: res("fit_ekfac", "threads")
     resources:
         **factor_resources("fit_ekfac"),
+    priority: STAGE_PRIORITY["fit_covariance_shard"]
     log:
         RUN + "/logs/fit_covariance_shard/{shard}.log",
     script:
@@ -45,6 +46,7 @@ rule aggregate_covariance:
     threads: res("fit_ekfac", "threads")
     resources:
         **factor_resources("fit_ekfac"),
+    priority: STAGE_PRIORITY["aggregate_covariance"]
     log:
         RUN + "/logs/aggregate_covariance.log",
     script:
@@ -68,6 +70,7 @@ rule fit_lambda_shard:
     threads: res("fit_ekfac", "threads")
     resources:
         **factor_resources("fit_ekfac"),
+    priority: STAGE_PRIORITY["fit_lambda_shard"]
     log:
         RUN + "/logs/fit_lambda_shard/{shard}.log",
     script:
@@ -90,6 +93,7 @@ rule score_shard:
     threads: res("score_probes", "threads")
     resources:
         **factor_resources("score_probes"),
+    priority: STAGE_PRIORITY["score_shard"]
     log:
         RUN + "/logs/score_shard/{shard}.log",
     script:

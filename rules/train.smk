@@ -14,6 +14,7 @@ rule train_model:
         gpu=res("train_model", "gpu"),
         mem_mb=res("train_model", "mem_mb"),
         runtime=res("train_model", "runtime"),
+    priority: STAGE_PRIORITY["train_model"]
     log:
         RUN + "/logs/train_model.log",
     script:
@@ -37,6 +38,7 @@ rule train_clean:
         gpu=res("train_clean", "gpu"),
         mem_mb=res("train_clean", "mem_mb"),
         runtime=res("train_clean", "runtime"),
+    priority: STAGE_PRIORITY["train_clean"]
     log:
         CLEAN_RUN + "/logs/train_clean.log",
     script:
@@ -58,6 +60,7 @@ rule select_queries:
         n_queries=config["queries"]["count"],
         seed=wildcard("seed", int),
         execution=eval_execution,
+    priority: STAGE_PRIORITY["select_queries"]
     log:
         RUN + "/logs/select_queries.log",
     script:

@@ -142,10 +142,20 @@ def test_terminated_is_not_an_ordinary_exception():
     assert not issubclass(Terminated, Exception)
 
 
-@pytest.mark.parametrize("module", ["unpoison.stages.detect", "unpoison.stages.unlearn", "unpoison.stages.evaluate"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "unpoison.stages.detect",
+        "unpoison.stages.unlearn",
+        "unpoison.stages.evaluate",
+        "unpoison.stages.train",
+        "unpoison.stages.influence",
+    ],
+)
 def test_small_job_modules_do_not_import_torchvision_or_sklearn(module):
-    """detect/unlearn/evaluate jobs are most of a grid's jobs; torchvision (which pulls in torch._dynamo) and
-    scikit-learn cost ≈1–2 s of start-up each, so they are imported only where used."""
+    """detect/unlearn/evaluate jobs are most of a grid's jobs, and select_queries/select_controls/fit_ekfac need no
+    image transform; torchvision (which pulls in torch._dynamo) and scikit-learn cost ≈1–2 s of start-up each, so
+    they are imported only where used (scoring imports the probes' transforms itself)."""
     code = f"import sys, {module}; print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -219,3 +229,18 @@ def test_the_resource_record_counts_the_process_from_its_start(tmp_path):
     assert 0.3 <= float(rec["s"]) <= outside + 0.02  # /proc counts in 10 ms ticks
     assert float(rec["max_rss"]) >= 200 and float(rec["cpu_time"]) > 0
     assert rec["h:m:s"] == time.strftime("%H:%M:%S", time.gmtime(float(rec["s"])))
+
+
+def test_the_peak_memory_is_the_jobs_not_its_parents(tmp_path):
+    """A job started by a process holding 600 MB (Snakemake's main process holds torch) reports its own peak:
+    ``getrusage`` would report the parent's, kept across ``exec``."""
+    record = tmp_path / "r.tsv"
+    child = f"from unpoison.runtime import write_resource_record; write_resource_record({str(record)!r}, 1.0)"
+    parent = f"""
+        import numpy as np, os, subprocess, sys
+        held = np.ones(600 * 2**20, dtype=np.uint8)
+        subprocess.run([sys.executable, "-c", {child!r}], check=True, env=os.environ)
+        """
+    _python(parent)
+    header, row = record.read_text().splitlines()
+    assert float(dict(zip(header.split("\t"), row.split("\t")))["max_rss"]) < 300

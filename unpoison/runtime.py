@@ -132,9 +132,26 @@ def process_seconds() -> float | None:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: ``VmHWM`` of ``/proc/self/status`` where there is one.
+
+    Not ``getrusage``'s ``ru_maxrss`` on Linux: it keeps the high-water mark of the image before ``exec``, so
+    a job forked from Snakemake's main process (which holds torch) would report that process's ~700 MB.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**20 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB elsewhere
+
+
 def write_resource_record(path: str | os.PathLike[str], wall: float) -> None:
     """One row in the columns Snakemake's benchmark files use (MB and seconds): wall ``s``, peak RSS of this
-    process or its largest child, block I/O, CPU seconds of the process and its children, mean load in %."""
+    process (:func:`peak_rss_mb`) or its largest child, block I/O, CPU seconds of the process and its children, mean load in %."""
     from unpoison.io import atomic_path
 
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -143,7 +160,7 @@ def write_resource_record(path: str | os.PathLike[str], wall: float) -> None:
     row = (
         f"{wall:.4f}",
         time.strftime("%H:%M:%S", time.gmtime(wall)),
-        f"{max(own.ru_maxrss, kids.ru_maxrss) / (2**20 if sys.platform == 'darwin' else 1024):.2f}",  # KiB on Linux
+        f"{max(peak_rss_mb(), kids.ru_maxrss / (2**20 if sys.platform == 'darwin' else 1024)):.2f}",
         f"{(own.ru_inblock + kids.ru_inblock) * mb:.2f}",
         f"{(own.ru_oublock + kids.ru_oublock) * mb:.2f}",
         f"{100 * cpu / wall if wall > 0 else 0.0:.2f}",

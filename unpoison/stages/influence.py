@@ -1,11 +1,15 @@
 """Steps of rules/influence.smk: fit EK-FAC factors once per model; pick control queries; score every probe of
-every query in one pass over the training set."""
+every query in one pass over the training set.
+
+kronfluence and the probes' torchvision transforms are imported by the steps that use them: picking control
+queries needs neither, and torchvision's import (it pulls in ``torch._dynamo``) alone costs ~1.6 s of a job.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,14 +17,13 @@ from unpoison.artifacts import load_clean, load_poisoned
 from unpoison.controls import select_controls as choose_controls
 from unpoison.data import TensorDataset01
 from unpoison.execution import Execution
-from unpoison.influence import FactorSettings, ScoreSettings, build_probe_set, fit_factors, score_queries
-from unpoison.influence.probe_scores import StackedProbes
-from unpoison.influence.score_shards import gather_scores
-from unpoison.influence.shards import aggregate_lambda
 from unpoison.io import load_json, load_torch, save_json, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
 from unpoison.status import read_status
+
+if TYPE_CHECKING:
+    from unpoison.influence.probe_scores import StackedProbes
 
 SKIPPED = "SKIPPED.json"  # the only file of a factor directory that was not fitted (nothing to score)
 
@@ -61,6 +64,9 @@ def fit_ekfac(
     Nothing is fitted when the queries' status says there is nothing to score: ``factors`` then holds only
     ``SKIPPED.json``, which :func:`score_probes` accepts for exactly such queries.
     """
+    from unpoison.influence import FactorSettings, fit_factors
+    from unpoison.influence.shards import aggregate_lambda
+
     if skip_fit(factors, read_status(queries), seed, settings):
         return
     net, _ = load_checkpoint(model)
@@ -120,6 +126,9 @@ def run_probe_sets(
 ) -> StackedProbes:
     """The probe sets the outputs ask for: each needed probe of the queries and, for ``controls_<probe>`` outputs,
     of the control queries (their transforms from their own ``probes/controls`` stream), stacked."""
+    from unpoison.influence import build_probe_set
+    from unpoison.influence.probe_scores import StackedProbes
+
     q = load_torch(queries)
     probes = tuple(p for p in outputs if p != "base" and not p.startswith("controls_"))
     control_probes = tuple(p.removeprefix("controls_") for p in outputs if p.startswith("controls_"))
@@ -155,6 +164,9 @@ def score_probes(
     queries of ``controls``) to its output file: ``scores`` (q, 1 + n_b, N) with the untransformed query in column
     0 (``base``: (q, 1, N)), the query ``labels`` per column and, for transformed probes, the augmentation names.
     """
+    from unpoison.influence import ScoreSettings, score_queries
+    from unpoison.influence.score_shards import gather_scores
+
     x, y = load_poisoned(poisoned)
     status = read_status(queries)
     if not status.ok:  # no affected point to score: empty score files that say why
