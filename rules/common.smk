@@ -21,13 +21,15 @@ assert "clean" not in ATTACKS, "'clean' names the clean-model directory; registe
 DATASET_DIR = "results/{dataset}"
 DEVICE = config.get("device", "auto")
 SHARDS = int(config["influence"].get("shards", 1))  # K jobs per influence pass (rules/influence_shards.smk)
-# Scheduling only (no result depends on it): the chain from the data to a run's flags goes first, so that every
-# run reaches its many independent unlearning jobs early and the run ends with them running side by side, not
-# with one run's chain alone on a core (default run: BENCHMARKS.md, "Default run").
+# Scheduling only (no result depends on it): the chain from the data to a run's flags goes first, then the
+# evaluation steps that need no unlearned model, so that every run reaches its many independent unlearning jobs
+# early and the workflow ends with them running side by side, not with one run's chain alone on a core (default
+# run: BENCHMARKS.md, "Default run").
 STAGE_PRIORITY = {
     "prepare_dataset": 9, "poison_dataset": 8, "train_clean": 8, "train_model": 7, "train_detector_model": 7,
     "select_queries": 6, "select_controls": 6, "extract_features": 6, "fit_covariance_shard": 5,
     "aggregate_covariance": 5, "fit_lambda_shard": 5, "fit_ekfac": 5, "score_shard": 4, "score_probes": 4, "detect": 3,
+    "counterfactual": 2, "sweep_thresholds": 1, "evaluate_detection": 1,
 }
 
 

@@ -15,6 +15,7 @@ rule evaluate_detection:
     params:
         detectors=config["detectors"],
         ids=run_ids,
+    priority: STAGE_PRIORITY["evaluate_detection"]
     log:
         RUN + "/logs/evaluate/detection.log",
     script:
@@ -81,6 +82,7 @@ rule sweep_thresholds:
         grid=sweep_grid().to_dict(),
         detectors={d: {"method": detector_method(d), "settings": detector_params(d)} for d in sweep_detectors()},
         ids=run_ids,
+    priority: STAGE_PRIORITY["sweep_thresholds"]
     log:
         RUN + "/logs/evaluate/sweep.log",
     script:
@@ -110,6 +112,7 @@ rule counterfactual:
         gpu=res("unlearn", "gpu"),
         mem_mb=res("unlearn", "mem_mb"),
         runtime=res("unlearn", "runtime"),
+    priority: STAGE_PRIORITY["counterfactual"]
     log:
         RUN + "/logs/evaluate/counterfactual/{detector}.log",
     script:
