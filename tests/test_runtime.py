@@ -244,3 +244,49 @@ def test_the_peak_memory_is_the_jobs_not_its_parents(tmp_path):
     _python(parent)
     header, row = record.read_text().splitlines()
     assert float(dict(zip(header.split("\t"), row.split("\t")))["max_rss"]) < 300
+
+
+FAST_EXIT_JOB = """
+import atexit, sys
+from types import SimpleNamespace
+from unpoison.runtime import run_step
+
+work = sys.argv[1]
+
+
+class Named(dict):
+    pass
+
+
+def step(*, out, log):
+    atexit.register(lambda: open(work + "/atexit_ran", "w").close())
+    print("step ran", file=log)
+    open(out, "w").write("done")
+
+
+job = SimpleNamespace(input=Named(), output=Named(out=work + "/out.txt"), params=Named(),
+                      log=[work + "/logs/step.log"], threads=1, rule="step")
+if sys.argv[2] == "job":
+    snakemake = job  # the object Snakemake gives a rule's script: this process is the job
+run_step(job, step)
+open(work + "/after_run_step", "w").close()
+"""
+
+
+@pytest.mark.parametrize("as_job", [True, False])
+def test_a_finished_job_ends_its_process_after_the_exit_handlers(tmp_path, as_job):
+    """In the job's own process, nothing after run_step runs (the interpreter's teardown is skipped), yet atexit
+    handlers, the log and the output are all there and the status is 0; called from other code, it returns."""
+    script = tmp_path / "job.py"
+    script.write_text(FAST_EXIT_JOB)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "job" if as_job else "library"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.txt").read_text() == "done" and (tmp_path / "atexit_ran").exists()
+    assert "step ran" in (tmp_path / "logs/step.log").read_text()
+    assert (tmp_path / "benchmarks/step.tsv").exists()
+    assert (tmp_path / "after_run_step").exists() is not as_job
