@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from _common import ROOT, write_section
+
+from unpoison.slurm_records import job_records
 
 STATE = Path(os.environ.get("UNPOISON_SLURM_DIR", "/tmp/unpoison-slurm"))
 RUN_INPUTS = ("model.pt", "poisoned.pt", "queries.pt", "truth.json")
@@ -55,17 +56,9 @@ def prepare(work: Path, results: Path, dataset: str, attack: str, seed: int) -> 
 
 
 def jobcomp_records(work: Path) -> list[dict[str, str]]:
-    """jobcomp.txt records of the jobs run in ``work``, each with its rule (from the plugin's job logs)."""
-    rule_of = {}
-    for log in (work / ".snakemake/slurm_logs").rglob("*.log"):
-        parts = log.relative_to(work / ".snakemake/slurm_logs").parts
-        rule_of[log.stem] = next(p for p in parts if p.startswith("rule_")).removeprefix("rule_")
-    records = []
-    for line in (STATE / "jobcomp.txt").read_text().splitlines():
-        rec = dict(re.findall(r"([\w:/]+)=(\S*)", line))
-        if rec.get("WorkDir") == str(work) and rec.get("JobId") in rule_of:
-            records.append({**rec, "rule": rule_of[rec["JobId"]]})
-    return records
+    """jobcomp.txt records of the jobs run in ``work``, each with its rule."""
+    by_rule = job_records(work, (STATE / "jobcomp.txt").read_text().splitlines())
+    return [{**rec, "rule": rule} for rule, recs in by_rule.items() for rec in recs]
 
 
 def seconds(stamp: str) -> float:

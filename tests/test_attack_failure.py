@@ -8,13 +8,13 @@ scored. One real run (~2 min on 2 idle cores) serves all."""
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from snakemake_cli import snakemake_cmd
 
 from unpoison.status import State, read_status
 
@@ -38,18 +38,7 @@ TARGETS = [f"results/tables/{t}" for t in TABLES] + [f"results/figures/{f}" for 
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        *map(str, CONFIGS),
-        *args,
-    ]
+    cmd = snakemake_cmd(workdir, *args, configfiles=CONFIGS)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
 
 

@@ -4,11 +4,11 @@ clean model."""
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_cli import snakemake_cmd
 
 from unpoison.attacks import ATTACKS
 
@@ -18,23 +18,8 @@ NEW = ("blend", "wanet", "sig", "label_consistent")
 
 
 def test_dry_run_lists_a_poison_job_per_attack_and_the_clean_model_only_for_label_consistent(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-n",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(TINY),
-        "--cores",
-        "1",
-        "--config",
-        f"attacks=[{','.join(NEW)}]",
-        "unlearners=[none]",
-    ]
+    config = ["--config", f"attacks=[{','.join(NEW)}]", "unlearners=[none]"]
+    cmd = snakemake_cmd(tmp_path, "--cores", "1", *config, configfiles=[TINY], dry_run=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = {

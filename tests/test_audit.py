@@ -224,6 +224,19 @@ def test_config_and_settings_errors(planted, tmp_path):
         AuditSettings(k=50)
 
 
+def test_every_audit_setting_is_an_option_and_reaches_the_settings(tmp_path):
+    """A new AuditSettings field without a CLI/YAML option would silently keep its default: every field is among
+    the resolved options, and from_options takes them (lists of augmentations as tuples), ignoring the rest."""
+    from dataclasses import fields
+
+    argv = ["--arch", "x", "--train", "t", "--query", "q.png", "--out", "o", "--k", "4", "--augmentations", "affine"]
+    options = resolve_options(argv)
+    assert {f.name for f in fields(AuditSettings)} <= set(options)
+    settings = AuditSettings.from_options(options)
+    assert (settings.k, settings.augmentations, settings.n_b) == (4, ("affine",), 50)
+    assert AuditSettings.from_options({"tau": -1.0, "arch": "ignored"}) == AuditSettings(tau=-1.0)
+
+
 def test_torchvision_architecture(tmp_path):
     import torchvision
 

@@ -2,11 +2,11 @@
 
 import copy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_cli import snakemake_cmd
 
 from unpoison.config import ConfigError, validate_config
 
@@ -109,17 +109,7 @@ def _model_part():
 
 def _dry_run(tmp_path, *args):
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--snakefile",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            *args,
-        ],
+        snakemake_cmd(tmp_path, *args, dry_run=True),
         capture_output=True,
         text=True,
         timeout=300,

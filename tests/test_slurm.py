@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from snakemake_cli import snakemake_cmd
+
+from unpoison.slurm_records import job_records
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -197,17 +198,9 @@ GRID = ["detectors=[delta_influence]", "counterfactual=[]"]
 TARGET = "results/tables/summary.csv"
 
 
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+def slurm_cmd(workdir: Path, *args: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
+        *snakemake_cmd(workdir, configfiles=[TINY]),
         "--config",
         RESOURCES_CONFIG,
         *GRID,
@@ -276,10 +269,10 @@ class BackgroundRun:
             open(self.slurm_dir / "snakemake.out", "w") as slurm_out,
         ):
             local = subprocess.Popen(
-                snakemake_cmd(self.local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT
+                slurm_cmd(self.local_dir, "--cores", "2"), stdout=local_out, stderr=subprocess.STDOUT
             )
             slurm = subprocess.Popen(
-                snakemake_cmd(self.slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
+                slurm_cmd(self.slurm_dir, "--profile", str(ROOT / "profiles/slurm"), *SLURM_FLAGS),
                 stdout=slurm_out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -348,21 +341,6 @@ def runs(tmp_path_factory):
         yield bg.slurm_dir, bg.local_dir
     finally:
         bg.stop_cluster()
-
-
-def job_records(workdir: Path, lines: list[str]) -> dict[str, list[dict[str, str]]]:
-    """The records (`key=value ...` lines: jobcomp.txt, `scontrol show job --oneliner`) of the jobs of the run
-    in `workdir`, by rule."""
-    rule_of = {}  # job id -> rule, from .snakemake/slurm_logs/rule_<rule>/[<wildcards>/]<jobid>.log
-    for log in (workdir / ".snakemake/slurm_logs").rglob("*.log"):
-        rule_dir = next(p for p in log.relative_to(workdir / ".snakemake/slurm_logs").parts if p.startswith("rule_"))
-        rule_of[log.stem] = rule_dir.removeprefix("rule_")
-    records = {}
-    for line in lines:
-        rec = dict(re.findall(r"([\w:/]+)=(\S*)", line))
-        if rec.get("WorkDir") == str(workdir) and rec.get("JobId") in rule_of:
-            records.setdefault(rule_of[rec["JobId"]], []).append(rec)
-    return records
 
 
 def completed_jobs(workdir: Path) -> dict[str, list[dict[str, str]]]:

@@ -9,12 +9,12 @@ Running them in-process keeps ~60 dry runs to seconds; `test_cli_*` check the co
 from __future__ import annotations
 
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from snakemake_cli import snakemake_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -467,19 +467,7 @@ def test_a_valid_npz_passes_the_same_checks(tmp_path):
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-n",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(TINY),
-        *args,
-    ]
+    cmd = snakemake_cmd(tmp_path, *args, configfiles=[TINY], dry_run=True)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from snakemake_cli import snakemake_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -19,19 +20,9 @@ RUN = Path("results/digits/badnet/s3")
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        snakemake_cmd(workdir, *args, configfiles=[TINY]), capture_output=True, text=True, timeout=900
+    )
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -454,25 +445,8 @@ def test_freqdef_is_trained_once_per_dataset_and_features_extracted_once_per_mod
         "    model: {name: digits_cnn, width: 8}\n    train: {epochs: 12, milestones: [8]}\n"
         "    attacks: {badnet: {count: 40, pattern: checkerboard, size: 3, value: 255, margin: 0}}\n"
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-n",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(TINY),
-        str(second),
-        "--cores",
-        "1",
-        "--config",
-        "seeds=[0,1,2]",
-        "detectors=[activation_clustering,spectral_signatures,frequency]",
-        "unlearners=[none]",
-    ]
+    grid = ["seeds=[0,1,2]", "detectors=[activation_clustering,spectral_signatures,frequency]", "unlearners=[none]"]
+    cmd = snakemake_cmd(tmp_path, "--cores", "1", "--config", *grid, configfiles=[TINY, second], dry_run=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)
@@ -516,23 +490,8 @@ def test_a_plugin_detector_runs_through_the_workflow_without_editing_the_rules(f
     (tmp_path / "my_detectors.py").write_text(module)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     target = str(RUN / f"metrics/detection/{name}.json")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(finished_run),
-        "--configfile",
-        str(TINY),
-        "--cores",
-        "2",
-        target,
-        "--config",
-        "plugins=[my_detectors]",
-        f"detectors=[delta_influence,ekfac,{name}]",
-    ]
+    grid = ["plugins=[my_detectors]", f"detectors=[delta_influence,ekfac,{name}]"]
+    cmd = snakemake_cmd(finished_run, "--cores", "2", target, "--config", *grid, configfiles=[TINY])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     row = json.loads((finished_run / target).read_text())
@@ -590,18 +549,7 @@ def test_slurm_profile_declares_gpu_memory_and_runtime(tmp_path):
 
 
 def test_paper_grid_trains_and_fits_once_per_model_with_gpu_resources(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-n",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(ROOT / "experiments/paper.yaml"),
-    ]
+    cmd = snakemake_cmd(tmp_path, configfiles=[ROOT / "experiments/paper.yaml"], dry_run=True)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_counts(proc.stdout)

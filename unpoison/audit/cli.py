@@ -218,20 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     o: dict[str, Any] = {}
     try:
         o = resolve_options(argv)
-        settings = AuditSettings(
-            n_b=o["n_b"],
-            tau=o["tau"],
-            k=o["k"],
-            seed=o["seed"],
-            device=o["device"],
-            factor_batch_size=o["factor_batch_size"],
-            score_batch_size=o["score_batch_size"],
-            query_batch_size=o["query_batch_size"],
-            lambda_max_examples=o["lambda_max_examples"],
-            covariance_max_examples=o["covariance_max_examples"],
-            query_gradient_low_rank=o["query_gradient_low_rank"],
-            augmentations=tuple(o["augmentations"]) if o["augmentations"] is not None else None,
-        )
+        settings = AuditSettings.from_options(o)
         audit(
             o["arch"],
             o["train"],

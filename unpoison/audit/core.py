@@ -12,8 +12,10 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +61,15 @@ class AuditSettings:
     lambda_max_examples: Cap = "auto"
     covariance_max_examples: Cap = "auto"
     augmentations: tuple[str, ...] | None = None  # augmentation families of the transforms (None = all that apply)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> AuditSettings:
+        """The settings among resolved CLI/YAML ``options`` (other keys, e.g. ``arch``, are left out); a list of
+        augmentations becomes a tuple. Missing keys keep their defaults."""
+        picked = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+        if picked.get("augmentations") is not None:
+            picked["augmentations"] = tuple(picked["augmentations"])
+        return cls(**picked)
 
     def __post_init__(self) -> None:
         checks = [
