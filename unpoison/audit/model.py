@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,17 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip with ``<name>/constants.pkl`` and
+    compiled code under ``<name>/code/``, which a ``torch.save`` file never has."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A plain state_dict, loaded with ``torch.load(weights_only=True)`` (never unpickling objects).
 
@@ -71,6 +83,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise AuditError(f"--weights {str(path)!r}: file not found")
+    if is_torchscript(path):  # torch.load would hand it to torch.jit.load (with a warning) and return a module
+        raise AuditError(
+            f"--weights {str(path)!r} is a TorchScript file: pass --arch torchscript (or give the state_dict of the "
+            "eager model)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
