@@ -24,6 +24,16 @@ from unpoison.stages.influence import check_fitted, run_probe_sets, skip_fit
 from unpoison.status import read_status
 
 
+def _fit_inputs(
+    model: str, poisoned: str, settings: dict[str, Any], execution: Execution
+) -> tuple[Any, TensorDataset01, FactorSettings, Any]:
+    """What a factor pass over the training set reads: the model, the (poisoned) training set, the factor settings
+    with the execution ones merged in, and the device."""
+    net, _ = load_checkpoint(model)
+    x, y = load_poisoned(poisoned)
+    return net, TensorDataset01(x, y), FactorSettings.from_dict(execution.merged(settings)), execution.torch_device()
+
+
 def fit_covariance_shard(
     *,
     model: str,
@@ -39,18 +49,8 @@ def fit_covariance_shard(
     """The covariance pass over part ``shard`` of ``shards`` of the training set, into ``shard_dir``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
-    net, _ = load_checkpoint(model)
-    x, y = load_poisoned(poisoned)
-    covariance_part(
-        net,
-        TensorDataset01(x, y),
-        shard_dir,
-        FactorSettings.from_dict(execution.merged(settings)),
-        execution.torch_device(),
-        seed,
-        shard,
-        shards,
-    )
+    net, train, factor_settings, device = _fit_inputs(model, poisoned, settings, execution)
+    covariance_part(net, train, shard_dir, factor_settings, device, seed, shard, shards)
 
 
 def aggregate_covariance(
@@ -86,19 +86,8 @@ def fit_lambda_shard(
     """The lambda (eigenvalue-correction) pass over part ``shard`` of the training set, in the eigenbasis ``eigen``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
-    net, _ = load_checkpoint(model)
-    x, y = load_poisoned(poisoned)
-    lambda_part(
-        net,
-        TensorDataset01(x, y),
-        eigen,
-        shard_dir,
-        FactorSettings.from_dict(execution.merged(settings)),
-        execution.torch_device(),
-        seed,
-        shard,
-        shards,
-    )
+    net, train, factor_settings, device = _fit_inputs(model, poisoned, settings, execution)
+    lambda_part(net, train, eigen, shard_dir, factor_settings, device, seed, shard, shards)
 
 
 def score_shard(
