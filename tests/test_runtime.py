@@ -205,8 +205,8 @@ def test_resource_record_path_reads_the_last_logs_folder_as_benchmarks():
     assert resource_record_path("results/d/a/s0/logs/fit_ekfac.log") == Path("results/d/a/s0/benchmarks/fit_ekfac.tsv")
     assert resource_record_path("results/logs/figures/x.log") == Path("results/benchmarks/figures/x.tsv")
     assert resource_record_path("logs/run/logs/unlearn/d/eu.log") == Path("logs/run/benchmarks/unlearn/d/eu.tsv")
-    with pytest.raises(ValueError, match="under a `logs` folder"):
-        resource_record_path("results/job.log")
+    assert resource_record_path("results/job.log") == Path("results/job.resources.tsv")  # a rule of the user's
+    assert resource_record_path("out/logs.log") == Path("out/logs.resources.tsv")
 
 
 def test_the_resource_record_counts_the_process_from_its_start(tmp_path):

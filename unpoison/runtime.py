@@ -112,11 +112,12 @@ def cap_threads(threads: int) -> None:
 
 def resource_record_path(log_path: str | os.PathLike[str]) -> Path:
     """Where a job's resource record goes: its log's path with the last ``logs`` folder read as ``benchmarks``
-    and ``.tsv`` for the suffix (``RUN/logs/fit_ekfac.log`` → ``RUN/benchmarks/fit_ekfac.tsv``)."""
+    and ``.tsv`` for the suffix (``RUN/logs/fit_ekfac.log`` → ``RUN/benchmarks/fit_ekfac.tsv``); beside the log as
+    ``<name>.resources.tsv`` when no folder of its path is named ``logs`` (e.g. a rule of your own)."""
     parts = list(Path(log_path).with_suffix(".tsv").parts)
-    if "logs" not in parts:
-        raise ValueError(f"{log_path}: a job's log lives under a `logs` folder (e.g. RUN/logs/<rule>.log)")
-    at = len(parts) - 1 - parts[::-1].index("logs")
+    if "logs" not in parts[:-1]:
+        return Path(log_path).with_suffix(".resources.tsv")
+    at = len(parts) - 2 - parts[-2::-1].index("logs")
     parts[at] = "benchmarks"
     return Path(*parts)
 
@@ -231,6 +232,10 @@ def run_step(job: Any, step: Callable[..., Any]) -> None:
         step(**kwargs)
     if log_path:
         wall = process_seconds()
-        write_resource_record(resource_record_path(log_path), time.perf_counter() - start if wall is None else wall)
+        record = resource_record_path(log_path)
+        try:
+            write_resource_record(record, time.perf_counter() - start if wall is None else wall)
+        except OSError as err:  # the step's outputs are done: a record that cannot be written fails nothing
+            print(f"warning: resource record {record} not written ({err})", file=sys.stderr)
     if job is vars(sys.modules["__main__"]).get("snakemake"):  # this process is the job: nothing runs after it
         end_job_process()
