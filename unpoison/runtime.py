@@ -148,8 +148,12 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (2**20 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB elsewhere
+    return maxrss_mb(resource.getrusage(resource.RUSAGE_SELF))
+
+
+def maxrss_mb(usage: resource.struct_rusage) -> float:
+    """``ru_maxrss`` of a ``getrusage`` result in MB (it counts bytes on macOS, KiB elsewhere)."""
+    return usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def write_resource_record(path: str | os.PathLike[str], wall: float) -> None:
@@ -163,7 +167,7 @@ def write_resource_record(path: str | os.PathLike[str], wall: float) -> None:
     row = (
         f"{wall:.4f}",
         time.strftime("%H:%M:%S", time.gmtime(wall)),
-        f"{max(peak_rss_mb(), kids.ru_maxrss / (2**20 if sys.platform == 'darwin' else 1024)):.2f}",
+        f"{max(peak_rss_mb(), maxrss_mb(kids)):.2f}",
         f"{(own.ru_inblock + kids.ru_inblock) * mb:.2f}",
         f"{(own.ru_oublock + kids.ru_oublock) * mb:.2f}",
         f"{100 * cpu / wall if wall > 0 else 0.0:.2f}",

@@ -17,6 +17,7 @@ from unpoison.artifacts import load_clean, load_poisoned
 from unpoison.controls import select_controls as choose_controls
 from unpoison.data import TensorDataset01
 from unpoison.execution import Execution
+from unpoison.influence.settings import FactorSettings
 from unpoison.io import load_json, load_torch, save_json, save_meta, save_torch
 from unpoison.models import load_checkpoint
 from unpoison.provenance import provenance
@@ -45,6 +46,16 @@ def skip_fit(out_dir: str, status: Any, seed: int, settings: dict[str, Any]) -> 
     return True
 
 
+def factor_pass_inputs(
+    model: str, poisoned: str, settings: dict[str, Any], execution: Execution
+) -> tuple[torch.nn.Module, TensorDataset01, FactorSettings, torch.device]:
+    """What a factor pass over the training set reads (the whole fit, or a covariance or lambda shard): the model,
+    the (poisoned) training set, the factor settings with the execution ones merged in, and the device."""
+    net, _ = load_checkpoint(model)
+    x, y = load_poisoned(poisoned)
+    return net, TensorDataset01(x, y), FactorSettings.from_dict(execution.merged(settings)), execution.torch_device()
+
+
 def fit_ekfac(
     *,
     model: str,
@@ -64,18 +75,16 @@ def fit_ekfac(
     Nothing is fitted when the queries' status says there is nothing to score: ``factors`` then holds only
     ``SKIPPED.json``, which :func:`score_probes` accepts for exactly such queries.
     """
-    from unpoison.influence import FactorSettings, fit_factors
+    from unpoison.influence import fit_factors
     from unpoison.influence.shards import aggregate_lambda
 
     if skip_fit(factors, read_status(queries), seed, settings):
         return
-    net, _ = load_checkpoint(model)
     if lambda_shards:
-        aggregate_lambda(net, eigen, list(lambda_shards), factors)
+        aggregate_lambda(load_checkpoint(model)[0], eigen, list(lambda_shards), factors)
         return
-    x, y = load_poisoned(poisoned)
-    full = execution.merged(settings)
-    fit_factors(net, TensorDataset01(x, y), factors, FactorSettings.from_dict(full), execution.torch_device(), seed)
+    net, train, factor_settings, device = factor_pass_inputs(model, poisoned, settings, execution)
+    fit_factors(net, train, factors, factor_settings, device, seed)
 
 
 def select_controls(

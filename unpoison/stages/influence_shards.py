@@ -13,25 +13,15 @@ from typing import Any
 from unpoison.artifacts import load_poisoned
 from unpoison.data import TensorDataset01
 from unpoison.execution import Execution
-from unpoison.influence import FactorSettings, ScoreSettings
+from unpoison.influence import ScoreSettings
 from unpoison.influence.score_shards import score_shard as score_part
 from unpoison.influence.shards import aggregate_covariance as aggregate
 from unpoison.influence.shards import fit_covariance_shard as covariance_part
 from unpoison.influence.shards import fit_lambda_shard as lambda_part
 from unpoison.io import save_torch
 from unpoison.models import load_checkpoint
-from unpoison.stages.influence import check_fitted, run_probe_sets, skip_fit
+from unpoison.stages.influence import check_fitted, factor_pass_inputs, run_probe_sets, skip_fit
 from unpoison.status import read_status
-
-
-def _fit_inputs(
-    model: str, poisoned: str, settings: dict[str, Any], execution: Execution
-) -> tuple[Any, TensorDataset01, FactorSettings, Any]:
-    """What a factor pass over the training set reads: the model, the (poisoned) training set, the factor settings
-    with the execution ones merged in, and the device."""
-    net, _ = load_checkpoint(model)
-    x, y = load_poisoned(poisoned)
-    return net, TensorDataset01(x, y), FactorSettings.from_dict(execution.merged(settings)), execution.torch_device()
 
 
 def fit_covariance_shard(
@@ -49,7 +39,7 @@ def fit_covariance_shard(
     """The covariance pass over part ``shard`` of ``shards`` of the training set, into ``shard_dir``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
-    net, train, factor_settings, device = _fit_inputs(model, poisoned, settings, execution)
+    net, train, factor_settings, device = factor_pass_inputs(model, poisoned, settings, execution)
     covariance_part(net, train, shard_dir, factor_settings, device, seed, shard, shards)
 
 
@@ -86,7 +76,7 @@ def fit_lambda_shard(
     """The lambda (eigenvalue-correction) pass over part ``shard`` of the training set, in the eigenbasis ``eigen``."""
     if skip_fit(shard_dir, read_status(queries), seed, settings):
         return
-    net, train, factor_settings, device = _fit_inputs(model, poisoned, settings, execution)
+    net, train, factor_settings, device = factor_pass_inputs(model, poisoned, settings, execution)
     lambda_part(net, train, eigen, shard_dir, factor_settings, device, seed, shard, shards)
 
 
